@@ -1,0 +1,64 @@
+"""One exception tree for flight.
+
+Exceptions are for programming and configuration errors (bugs). Radiation effects are *not*
+exceptions: they are counted events (see :mod:`flight.events`). The root, :class:`FlightError`,
+is never raised directly, so ``except FlightError`` catches exactly flight's own errors.
+"""
+
+from __future__ import annotations
+
+
+class FlightError(Exception):
+    """Root of every flight exception. Never raised directly."""
+
+
+class NativeBuildError(FlightError, ImportError):
+    """The compiled extension ``flight._native`` is missing or broken.
+
+    There is deliberately no pure-Python fallback on the flown path: a board running a slow or
+    subtly different voter must fail loudly at start-up, not in orbit.
+    """
+
+
+class CrcExtensionMissingError(FlightError, ImportError):
+    """crcmod is installed without its C extension (it silently falls back to ~40x slower code)."""
+
+
+class InvalidBufferError(FlightError):
+    """Base for buffer argument errors of the native operations."""
+
+
+class SizeMismatchError(InvalidBufferError, ValueError):
+    """Buffers that must have the same size do not."""
+
+
+class NotContiguousError(InvalidBufferError, ValueError):
+    """A buffer is not C-contiguous; the native code works on raw contiguous bytes."""
+
+
+class ReadOnlyBufferError(InvalidBufferError, ValueError):
+    """A buffer that must be written (an ``out`` argument) is read-only."""
+
+
+class BufferTypeError(InvalidBufferError, TypeError):
+    """An argument does not expose the buffer protocol."""
+
+
+class OverlapError(InvalidBufferError, ValueError):
+    """``out`` partially overlaps an input (an exact alias of an input is allowed)."""
+
+
+class WordSizeError(InvalidBufferError, ValueError):
+    """Unsupported word size, or a buffer length that is not a multiple of it."""
+
+
+class NativeStatusError(FlightError, RuntimeError):
+    """The native code returned a status code the Python face does not know (a bug)."""
+
+
+class ConfigError(FlightError, ValueError):
+    """Invalid configuration: region parameters, scrub budgets, mission tables."""
+
+
+class RegionError(FlightError, ValueError):
+    """Invalid use of a protected memory region (bad copy index, write out of bounds, ...)."""

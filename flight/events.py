@@ -1,0 +1,150 @@
+"""Event IDs and the event log: how faults become data.
+
+Every fault flight notices (an outvoted replica, a block the scrubber repaired, a missed
+heartbeat) is an *event*: a stable numeric ID declared once here with a one-line cause, a
+counter, and a bounded log of recent occurrences for telemetry. Programming errors are not
+events; they raise (see :mod:`flight.errors`).
+
+IDs are stable across releases (ground tools decode them); never renumber, only add.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["EVENTS", "Event", "EventDef", "EventLog", "Severity", "by_id", "by_name"]
+
+
+class Severity(IntEnum):
+    DEBUG = 10
+    INFO = 20
+    WARNING = 30
+    ERROR = 40
+    CRITICAL = 50
+
+
+@dataclass(frozen=True)
+class EventDef:
+    """Declaration of one event kind: stable ID, name, severity and its cause in one line."""
+
+    id: int
+    name: str
+    severity: Severity
+    cause: str
+
+
+_REGISTRY: dict[int, EventDef] = {}
+_BY_NAME: dict[str, EventDef] = {}
+
+
+def _define(event_id: int, name: str, severity: Severity, cause: str) -> EventDef:
+    if event_id in _REGISTRY or name in _BY_NAME:  # a bug in this file, caught at import
+        raise AssertionError(f"duplicate event definition {event_id} {name}")
+    definition = EventDef(event_id, name, severity, cause)
+    _REGISTRY[event_id] = definition
+    _BY_NAME[name] = definition
+    return definition
+
+
+# --- voting (1xx) -----------------------------------------------------------------------------
+VOTE_CORRECTED = _define(
+    100, "VOTE_CORRECTED", Severity.INFO,
+    "A replica disagreed with the other two; the majority masked it.")
+VOTE_NO_MAJORITY = _define(
+    101, "VOTE_NO_MAJORITY", Severity.ERROR,
+    "All three replicas differ in some word; the output is withheld as uncorrectable.")
+DWC_MISMATCH = _define(
+    102, "DWC_MISMATCH", Severity.WARNING,
+    "The two copies of a duplicate-with-compare computation disagree.")
+
+# --- protected memory and scrubbing (2xx) -------------------------------------------------------
+SCRUB_BLOCK_ERROR = _define(
+    200, "SCRUB_BLOCK_ERROR", Severity.WARNING,
+    "A block copy's CRC-32C does not match the block's stored CRC (a memory upset).")
+SCRUB_BLOCK_REPAIRED = _define(
+    201, "SCRUB_BLOCK_REPAIRED", Severity.INFO,
+    "A corrupted block copy was rewritten from a copy proven good by CRC or majority vote.")
+SCRUB_BLOCK_UNREPAIRABLE = _define(
+    202, "SCRUB_BLOCK_UNREPAIRABLE", Severity.ERROR,
+    "No copy of a block could be proven good; it is flagged, not repaired.")
+SCRUB_CRC_TABLE_REPAIRED = _define(
+    203, "SCRUB_CRC_TABLE_REPAIRED", Severity.INFO,
+    "A copy of a region's CRC table disagreed with the others and was rewritten.")
+SCRUB_PASS_COMPLETED = _define(
+    204, "SCRUB_PASS_COMPLETED", Severity.DEBUG,
+    "The scrubber finished a full pass over every region.")
+REGION_REWRITTEN = _define(
+    205, "REGION_REWRITTEN", Severity.INFO,
+    "A protected region was rewritten from a golden image (all copies and CRCs).")
+
+#: Every declared event, by ID.
+EVENTS: dict[int, EventDef] = _REGISTRY
+
+
+def by_id(event_id: int) -> EventDef:
+    return _REGISTRY[event_id]
+
+
+def by_name(name: str) -> EventDef:
+    return _BY_NAME[name]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One occurrence: what, when (monotonic seconds) and details (region, block, replica...)."""
+
+    definition: EventDef
+    time: float
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> int:
+        return self.definition.id
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+
+class EventLog:
+    """Counters per event ID plus a bounded ring of recent events (memory stays fixed in
+    orbit however many upsets arrive). Listeners see every event (telemetry, the recovery FSM).
+    """
+
+    def __init__(self, capacity: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._recent: deque[Event] = deque(maxlen=capacity)
+        self._counts: dict[int, int] = {}
+        self._clock = clock
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def emit(self, definition: EventDef, count: int = 1, **fields: Any) -> Event:
+        """Record ``count`` occurrences of an event (one log entry)."""
+        event = Event(definition, self._clock(), fields)
+        self._counts[definition.id] = self._counts.get(definition.id, 0) + count
+        self._recent.append(event)
+        for listener in self._listeners:
+            listener(event)
+        return event
+
+    def count(self, definition: EventDef) -> int:
+        return self._counts.get(definition.id, 0)
+
+    def counts(self) -> dict[str, int]:
+        """All non-zero counters by event name (for housekeeping telemetry)."""
+        return {_REGISTRY[i].name: n for i, n in sorted(self._counts.items())}
+
+    def recent(self) -> list[Event]:
+        return list(self._recent)
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        self._listeners.append(listener)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(list(self._recent))

@@ -1,0 +1,174 @@
+"""Triple-modular-redundancy voting and duplicate-with-compare: the thin Python face of the C voter.
+
+The C code does the byte work; this module validates buffers, maps status codes to
+:mod:`flight.errors` and packs the counts into small result records. A replica that is outvoted
+is a *fault*, reported in the result (and counted by the caller as an event), never an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from flight import errors
+from flight.native import check_status, ffi, lib
+
+__all__ = ["CompareResult", "VoteResult", "VoteWordsResult", "compare", "vote", "vote_words"]
+
+
+class VoteResult(NamedTuple):
+    """Outcome of :func:`vote`.
+
+    ``corrected`` counts 8-byte words (a trailing partial word counts as one) in which at least
+    one replica was outvoted; ``lost[i]`` counts the words replica ``i`` lost.
+    """
+
+    out: Any
+    corrected: int
+    lost: tuple[int, int, int]
+
+
+class VoteWordsResult(NamedTuple):
+    """Outcome of :func:`vote_words`. ``no_majority`` words are detected, uncorrectable errors:
+    their value in ``out`` is a bitwise-majority guess that must not be delivered as good."""
+
+    out: Any
+    corrected: int
+    lost: tuple[int, int, int]
+    no_majority: int
+    first_no_majority: int
+
+    @property
+    def ok(self) -> bool:
+        """True when every word had a majority (the output may be delivered)."""
+        return self.no_majority == 0
+
+
+class CompareResult(NamedTuple):
+    """Outcome of :func:`compare`: mismatching words and the index of the first (-1 if none)."""
+
+    mismatches: int
+    first_mismatch: int
+
+    @property
+    def equal(self) -> bool:
+        return self.mismatches == 0
+
+
+_NO_INDEX = 2**64 - 1  # first_no_majority when there is none, read back as uint64
+
+
+class _Scratch(threading.local):
+    """Per-thread stats record: the C call releases the GIL, so threads must not share it,
+    and allocating it per call costs more than the vote of a 4 KiB buffer."""
+
+    def __init__(self) -> None:
+        self.raw = ffi.new("uint64_t[6]")
+        self.stats = ffi.cast("flight_vote_stats *", self.raw)
+        self.count = ffi.new("uint64_t *")
+        self.first = ffi.new("int64_t *")
+
+
+_scratch = _Scratch()
+
+
+def _buffer_error(obj: Any, name: str, exc: Exception) -> errors.FlightError:
+    """Translate a buffer-protocol failure into the specific flight error."""
+    if isinstance(exc, TypeError):
+        return errors.BufferTypeError(f"{name} does not expose a buffer ({type(obj).__name__})")
+    if "contiguous" in str(exc):
+        shape = getattr(obj, "shape", None)
+        return errors.NotContiguousError(f"{name} is not C-contiguous (shape {shape})")
+    return errors.ReadOnlyBufferError(f"{name} is read-only: {exc}")
+
+
+def _view(obj: Any, name: str) -> Any:
+    """A cffi view of obj's bytes, without copying."""
+    try:
+        return ffi.from_buffer(obj)
+    except (TypeError, ValueError, BufferError) as exc:
+        raise _buffer_error(obj, name, exc) from exc
+
+
+def _out_view(out: Any) -> Any:
+    try:
+        return ffi.from_buffer(out, require_writable=True)
+    except (TypeError, ValueError, BufferError) as exc:
+        if isinstance(exc, TypeError) and isinstance(out, bytes):
+            raise errors.ReadOnlyBufferError("out is read-only (bytes)") from exc
+        raise _buffer_error(out, "out", exc) from exc
+
+
+def _views3(a: Any, b: Any, c: Any, out: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """cffi views of the three replicas and of out (created like a when None)."""
+    try:
+        va, vb, vc = ffi.from_buffer(a), ffi.from_buffer(b), ffi.from_buffer(c)
+    except (TypeError, ValueError, BufferError):
+        va, vb, vc = _view(a, "a"), _view(b, "b"), _view(c, "c")  # raises the specific error
+    n = len(va)
+    if len(vb) != n or len(vc) != n:
+        raise errors.SizeMismatchError(
+            f"replicas differ in size: {n}, {len(vb)}, {len(vc)} bytes"
+        )
+    if out is None:
+        out = np.empty_like(a) if isinstance(a, np.ndarray) else bytearray(n)
+    vo = _out_view(out)
+    if len(vo) != n:
+        raise errors.SizeMismatchError(f"out has {len(vo)} bytes, replicas have {n}")
+    return va, vb, vc, vo, out
+
+
+def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
+    """Bitwise majority ``(a&b)|(a&c)|(b&c)`` of three equal-size buffers.
+
+    Any dtype, shape, length and alignment; C-contiguous numpy arrays or bytes-like objects.
+    ``out`` (same size, writable; may be one of the inputs) receives the vote without any
+    allocation; when omitted, a new array like ``a`` (or a bytearray) is returned.
+    """
+    va, vb, vc, vo, out = _views3(a, b, c, out)
+    scratch = _scratch
+    check_status(lib.flight_vote(va, vb, vc, vo, len(va), scratch.stats))
+    l0, l1, l2, corrected, _, _ = ffi.unpack(scratch.raw, 6)
+    return VoteResult(out, corrected, (l0, l1, l2))
+
+
+def _word_size(a: Any, word_size: int | None) -> int:
+    if word_size is not None:
+        return word_size
+    if isinstance(a, np.ndarray) and a.itemsize in (1, 2, 4, 8):
+        return a.itemsize
+    return 8
+
+
+def vote_words(
+    a: Any, b: Any, c: Any, out: Any = None, word_size: int | None = None
+) -> VoteWordsResult:
+    """Word-wise majority that also reports words where all three replicas differ.
+
+    The word is the array's element (itemsize 1, 2, 4 or 8) unless ``word_size`` is given;
+    8 bytes for plain buffers. The buffer length must be a multiple of the word size.
+    """
+    va, vb, vc, vo, out = _views3(a, b, c, out)
+    scratch = _scratch
+    w = _word_size(a, word_size)
+    check_status(lib.flight_vote_words(va, vb, vc, vo, len(va), w, scratch.stats))
+    l0, l1, l2, corrected, no_majority, first = ffi.unpack(scratch.raw, 6)
+    return VoteWordsResult(
+        out, corrected, (l0, l1, l2), no_majority, -1 if first == _NO_INDEX else first
+    )
+
+
+def compare(a: Any, b: Any, word_size: int | None = None) -> CompareResult:
+    """Duplicate-with-compare: count mismatching words of two equal-size buffers.
+
+    Word size as in :func:`vote_words`. Equal buffers cost one ``memcmp``.
+    """
+    va, vb = _view(a, "a"), _view(b, "b")
+    if len(va) != len(vb):
+        raise errors.SizeMismatchError(f"buffers differ in size: {len(va)} and {len(vb)} bytes")
+    scratch = _scratch
+    w = _word_size(a, word_size)
+    check_status(lib.flight_compare(va, vb, len(va), w, scratch.count, scratch.first))
+    return CompareResult(scratch.count[0], scratch.first[0])

@@ -1,0 +1,205 @@
+/* Triple-modular-redundancy voting and duplicate-with-compare over raw bytes. */
+#include <string.h>
+
+#include "flight_native.h"
+
+static inline uint64_t load64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline void store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* 1 if [p, p+n) and [q, q+n) overlap without being the same range. */
+static int partial_overlap(const uint8_t *p, const uint8_t *q, size_t n)
+{
+    if (n == 0 || p == q) return 0;
+    return (p < q + n) && (q < p + n);
+}
+
+static void clear_stats(flight_vote_stats *s)
+{
+    s->lost[0] = s->lost[1] = s->lost[2] = 0;
+    s->corrected = 0;
+    s->no_majority = 0;
+    s->first_no_majority = -1;
+}
+
+/* Words per chunk. A chunk is voted with pure bitwise operations while an OR of the
+ * disagreements is accumulated (the compiler vectorises both); only a chunk in which some
+ * replica disagreed is walked again to count who lost. 4 x 2 KiB stays in L1. */
+#define CHUNK_WORDS 256
+
+static inline void vote_word(uint64_t x, uint64_t y, uint64_t z, uint8_t *po,
+                             flight_vote_stats *s)
+{
+    uint64_t v = (x & y) | (x & z) | (y & z);
+    uint64_t dx = x != v, dy = y != v, dz = z != v;
+    s->lost[0] += dx;
+    s->lost[1] += dy;
+    s->lost[2] += dz;
+    s->corrected += dx | dy | dz;
+    store64(po, v);
+}
+
+static void count_chunk(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *out,
+                        size_t m, flight_vote_stats *s)
+{
+    for (size_t k = 0; k < m; k++) {
+        uint64_t v = load64(out + 8 * k);
+        uint64_t dx = load64(a + 8 * k) != v;
+        uint64_t dy = load64(b + 8 * k) != v;
+        uint64_t dz = load64(c + 8 * k) != v;
+        s->lost[0] += dx;
+        s->lost[1] += dy;
+        s->lost[2] += dz;
+        s->corrected += dx | dy | dz;
+    }
+}
+
+/* out is distinct from every input: vote and store in one pass, count afterwards if needed. */
+static void vote_distinct(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                          size_t m, flight_vote_stats *s)
+{
+    uint64_t diff = 0;
+    for (size_t k = 0; k < m; k++) {
+        uint64_t x = load64(a + 8 * k), y = load64(b + 8 * k), z = load64(c + 8 * k);
+        store64(out + 8 * k, (x & y) | (x & z) | (y & z));
+        diff |= (x ^ y) | (x ^ z);
+    }
+    if (diff) count_chunk(a, b, c, out, m, s);
+}
+
+/* out is exactly one of the inputs: scan first, and vote word by word (each word is read before
+ * its vote is stored) only when the chunk has a disagreement. */
+static void vote_aliased(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                         size_t m, flight_vote_stats *s)
+{
+    uint64_t diff = 0;
+    for (size_t k = 0; k < m; k++) {
+        uint64_t x = load64(a + 8 * k);
+        diff |= (x ^ load64(b + 8 * k)) | (x ^ load64(c + 8 * k));
+    }
+    if (!diff) {
+        if (out != a) memcpy(out, a, 8 * m);
+        return;
+    }
+    for (size_t k = 0; k < m; k++)
+        vote_word(load64(a + 8 * k), load64(b + 8 * k), load64(c + 8 * k), out + 8 * k, s);
+}
+
+int flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t n,
+                flight_vote_stats *s)
+{
+    clear_stats(s);
+    if (partial_overlap(out, a, n) || partial_overlap(out, b, n) || partial_overlap(out, c, n))
+        return FLIGHT_EOVERLAP;
+    int aliased = out == a || out == b || out == c;
+    size_t nw = n / 8;
+    for (size_t i = 0; i < nw; i += CHUNK_WORDS) {
+        size_t m = nw - i < CHUNK_WORDS ? nw - i : CHUNK_WORDS;
+        if (aliased)
+            vote_aliased(a + 8 * i, b + 8 * i, c + 8 * i, out + 8 * i, m, s);
+        else
+            vote_distinct(a + 8 * i, b + 8 * i, c + 8 * i, out + 8 * i, m, s);
+    }
+    size_t rem = n - 8 * nw;
+    if (rem) {
+        /* The trailing partial word, zero-padded, counts as one word. */
+        uint64_t x = 0, y = 0, z = 0;
+        uint8_t tmp[8];
+        memcpy(&x, a + 8 * nw, rem);
+        memcpy(&y, b + 8 * nw, rem);
+        memcpy(&z, c + 8 * nw, rem);
+        vote_word(x, y, z, tmp, s);
+        memcpy(out + 8 * nw, tmp, rem);
+    }
+    return FLIGHT_OK;
+}
+
+/* Word-wise majority for one word type. */
+#define DEFINE_VOTE_WORDS(T, NAME)                                                              \
+    static void NAME(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,       \
+                     size_t nw, flight_vote_stats *s)                                          \
+    {                                                                                          \
+        for (size_t i = 0; i < nw; i++) {                                                      \
+            T x, y, z, v;                                                                      \
+            memcpy(&x, a + i * sizeof(T), sizeof(T));                                          \
+            memcpy(&y, b + i * sizeof(T), sizeof(T));                                          \
+            memcpy(&z, c + i * sizeof(T), sizeof(T));                                          \
+            if (x == y && x == z) {                                                            \
+                v = x;                                                                         \
+            } else {                                                                           \
+                if (x == y || x == z) {                                                        \
+                    v = x;                                                                     \
+                } else if (y == z) {                                                           \
+                    v = y;                                                                     \
+                } else {                                                                       \
+                    v = (T)((x & y) | (x & z) | (y & z));                                      \
+                    if (s->no_majority++ == 0) s->first_no_majority = (int64_t)i;              \
+                    memcpy(out + i * sizeof(T), &v, sizeof(T));                                \
+                    continue;                                                                  \
+                }                                                                              \
+                s->lost[0] += x != v;                                                          \
+                s->lost[1] += y != v;                                                          \
+                s->lost[2] += z != v;                                                          \
+                s->corrected += 1;                                                             \
+            }                                                                                  \
+            memcpy(out + i * sizeof(T), &v, sizeof(T));                                        \
+        }                                                                                      \
+    }
+
+DEFINE_VOTE_WORDS(uint8_t, vote_words_8)
+DEFINE_VOTE_WORDS(uint16_t, vote_words_16)
+DEFINE_VOTE_WORDS(uint32_t, vote_words_32)
+DEFINE_VOTE_WORDS(uint64_t, vote_words_64)
+
+int flight_vote_words(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                      size_t n, size_t w, flight_vote_stats *s)
+{
+    clear_stats(s);
+    if (w != 1 && w != 2 && w != 4 && w != 8) return FLIGHT_EWORDSIZE;
+    if (n % w) return FLIGHT_ELENGTH;
+    if (partial_overlap(out, a, n) || partial_overlap(out, b, n) || partial_overlap(out, c, n))
+        return FLIGHT_EOVERLAP;
+    switch (w) {
+    case 1: vote_words_8(a, b, c, out, n, s); break;
+    case 2: vote_words_16(a, b, c, out, n / 2, s); break;
+    case 4: vote_words_32(a, b, c, out, n / 4, s); break;
+    default: vote_words_64(a, b, c, out, n / 8, s); break;
+    }
+    return FLIGHT_OK;
+}
+
+#define DEFINE_COMPARE(T, NAME)                                                                \
+    static void NAME(const uint8_t *a, const uint8_t *b, size_t nw, uint64_t *mismatches,      \
+                     int64_t *first)                                                           \
+    {                                                                                          \
+        for (size_t i = 0; i < nw; i++) {                                                      \
+            T x, y;                                                                            \
+            memcpy(&x, a + i * sizeof(T), sizeof(T));                                          \
+            memcpy(&y, b + i * sizeof(T), sizeof(T));                                          \
+            if (x != y) {                                                                      \
+                if ((*mismatches)++ == 0) *first = (int64_t)i;                                 \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_COMPARE(uint8_t, compare_8)
+DEFINE_COMPARE(uint16_t, compare_16)
+DEFINE_COMPARE(uint32_t, compare_32)
+DEFINE_COMPARE(uint64_t, compare_64)
+
+int flight_compare(const uint8_t *a, const uint8_t *b, size_t n, size_t w, uint64_t *mismatches,
+                   int64_t *first_mismatch)
+{
+    *mismatches = 0;
+    *first_mismatch = -1;
+    if (w != 1 && w != 2 && w != 4 && w != 8) return FLIGHT_EWORDSIZE;
+    if (n % w) return FLIGHT_ELENGTH;
+    /* Fast path: equal buffers are the common case and memcmp runs at memory bandwidth. */
+    if (n == 0 || a == b || memcmp(a, b, n) == 0) return FLIGHT_OK;
+    switch (w) {
+    case 1: compare_8(a, b, n, mismatches, first_mismatch); break;
+    case 2: compare_16(a, b, n / 2, mismatches, first_mismatch); break;
+    case 4: compare_32(a, b, n / 4, mismatches, first_mismatch); break;
+    default: compare_64(a, b, n / 8, mismatches, first_mismatch); break;
+    }
+    return FLIGHT_OK;
+}
