@@ -87,7 +87,9 @@ def crc32c_blocks(
     elif out.dtype != np.uint32 or out.shape != (count,) or not out.flags.c_contiguous:
         raise errors.SizeMismatchError(f"out must be a contiguous uint32 array of {count} entries")
     fn = lib.flight_crc32c_blocks_sw if portable else _crc32c_blocks_fn
-    check_status(fn(view, len(view), block_size, ffi.from_buffer("uint32_t[]", out, require_writable=True)))
+    check_status(
+        fn(view, len(view), block_size, ffi.from_buffer("uint32_t[]", out, require_writable=True))
+    )
     return out
 
 

@@ -53,34 +53,61 @@ def _define(event_id: int, name: str, severity: Severity, cause: str) -> EventDe
 
 # --- voting (1xx) -----------------------------------------------------------------------------
 VOTE_CORRECTED = _define(
-    100, "VOTE_CORRECTED", Severity.INFO,
-    "A replica disagreed with the other two; the majority masked it.")
+    100,
+    "VOTE_CORRECTED",
+    Severity.INFO,
+    "A replica disagreed with the other two; the majority masked it.",
+)
 VOTE_NO_MAJORITY = _define(
-    101, "VOTE_NO_MAJORITY", Severity.ERROR,
-    "All three replicas differ in some word; the output is withheld as uncorrectable.")
+    101,
+    "VOTE_NO_MAJORITY",
+    Severity.ERROR,
+    "All three replicas differ in some word; the output is withheld as uncorrectable.",
+)
 DWC_MISMATCH = _define(
-    102, "DWC_MISMATCH", Severity.WARNING,
-    "The two copies of a duplicate-with-compare computation disagree.")
+    102,
+    "DWC_MISMATCH",
+    Severity.WARNING,
+    "The two copies of a duplicate-with-compare computation disagree.",
+)
 
 # --- protected memory and scrubbing (2xx) -------------------------------------------------------
 SCRUB_BLOCK_ERROR = _define(
-    200, "SCRUB_BLOCK_ERROR", Severity.WARNING,
-    "A block copy's CRC-32C does not match the block's stored CRC (a memory upset).")
+    200,
+    "SCRUB_BLOCK_ERROR",
+    Severity.WARNING,
+    "A block copy's CRC-32C does not match the block's stored CRC (a memory upset).",
+)
 SCRUB_BLOCK_REPAIRED = _define(
-    201, "SCRUB_BLOCK_REPAIRED", Severity.INFO,
-    "A corrupted block copy was rewritten from a copy proven good by CRC or majority vote.")
+    201,
+    "SCRUB_BLOCK_REPAIRED",
+    Severity.INFO,
+    "A corrupted block copy was rewritten from a copy proven good by CRC or majority vote.",
+)
 SCRUB_BLOCK_UNREPAIRABLE = _define(
-    202, "SCRUB_BLOCK_UNREPAIRABLE", Severity.ERROR,
-    "No copy of a block could be proven good; it is flagged, not repaired.")
+    202,
+    "SCRUB_BLOCK_UNREPAIRABLE",
+    Severity.ERROR,
+    "No copy of a block could be proven good; it is flagged, not repaired.",
+)
 SCRUB_CRC_TABLE_REPAIRED = _define(
-    203, "SCRUB_CRC_TABLE_REPAIRED", Severity.INFO,
-    "A copy of a region's CRC table disagreed with the others and was rewritten.")
+    203,
+    "SCRUB_CRC_TABLE_REPAIRED",
+    Severity.INFO,
+    "A copy of a region's CRC table disagreed with the others and was rewritten.",
+)
 SCRUB_PASS_COMPLETED = _define(
-    204, "SCRUB_PASS_COMPLETED", Severity.DEBUG,
-    "The scrubber finished a full pass over every region.")
+    204,
+    "SCRUB_PASS_COMPLETED",
+    Severity.DEBUG,
+    "The scrubber finished a full pass over every region.",
+)
 REGION_REWRITTEN = _define(
-    205, "REGION_REWRITTEN", Severity.INFO,
-    "A protected region was rewritten from a golden image (all copies and CRCs).")
+    205,
+    "REGION_REWRITTEN",
+    Severity.INFO,
+    "A protected region was rewritten from a golden image (all copies and CRCs).",
+)
 
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY

@@ -60,18 +60,14 @@ class CheckReport:
 class ProtectedRegion:
     """A named array kept as ``copies`` redundant copies with a protected CRC-32C per block."""
 
-    def __init__(
-        self, name: str, array: Any, copies: int = 3, block_size: int = 4096
-    ) -> None:
+    def __init__(self, name: str, array: Any, copies: int = 3, block_size: int = 4096) -> None:
         if not isinstance(name, str) or not name:
             raise errors.ConfigError("a protected region needs a non-empty name")
         if not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
-            raise errors.ConfigError(f"region {name!r}: copies must be 1..{MAX_COPIES}, got {copies}")
-        if (
-            not isinstance(block_size, int)
-            or block_size < MIN_BLOCK_SIZE
-            or block_size % 8
-        ):
+            raise errors.ConfigError(
+                f"region {name!r}: copies must be 1..{MAX_COPIES}, got {copies}"
+            )
+        if not isinstance(block_size, int) or block_size < MIN_BLOCK_SIZE or block_size % 8:
             raise errors.ConfigError(
                 f"region {name!r}: block_size must be a multiple of 8 and >= {MIN_BLOCK_SIZE}, "
                 f"got {block_size}"
@@ -135,7 +131,9 @@ class ProtectedRegion:
     # --- access ---------------------------------------------------------------------------
     def _index(self, i: int) -> int:
         if not isinstance(i, int | np.integer) or not 0 <= i < self.copies:
-            raise errors.RegionError(f"region {self._name!r} has copies 0..{self.copies - 1}, not {i}")
+            raise errors.RegionError(
+                f"region {self._name!r} has copies 0..{self.copies - 1}, not {i}"
+            )
         return int(i)
 
     def copy(self, i: int) -> np.ndarray:
@@ -189,8 +187,9 @@ class ProtectedRegion:
         """Check blocks [start, stop) and report; change nothing."""
         return self.check(start, stop, repair=False)
 
-    def repair(self, start: int = 0, stop: int | None = None,
-               log: events.EventLog | None = None) -> CheckReport:
+    def repair(
+        self, start: int = 0, stop: int | None = None, log: events.EventLog | None = None
+    ) -> CheckReport:
         """Check blocks [start, stop) and repair every block that can be proven good."""
         return self.check(start, stop, repair=True, log=log)
 
@@ -206,8 +205,7 @@ class ProtectedRegion:
         stop = self._nblocks if stop is None else stop
         if not 0 <= start <= stop <= self._nblocks:
             raise errors.RegionError(
-                f"block range [{start}, {stop}) outside region {self._name!r} "
-                f"(0..{self._nblocks})"
+                f"block range [{start}, {stop}) outside region {self._name!r} (0..{self._nblocks})"
             )
         report = CheckReport(self._name, bad_copies=[0] * self.copies)
         count = stop - start
@@ -234,8 +232,16 @@ class ProtectedRegion:
         faulty = np.flatnonzero(~good.all(axis=0) | table_off | table_split)
 
         for j in faulty.tolist():
-            self._resolve(start + j, crcs[:, j], [t[j] for t in tables], bool(table_split[j]),
-                          int(expected[j]), repair, report, log)
+            self._resolve(
+                start + j,
+                crcs[:, j],
+                [t[j] for t in tables],
+                bool(table_split[j]),
+                int(expected[j]),
+                repair,
+                report,
+                log,
+            )
         if repair or not faulty.size:
             self._suspect.difference_update(
                 b for b in range(start, stop) if b not in report.unrepairable_blocks

@@ -109,9 +109,7 @@ def _views3(a: Any, b: Any, c: Any, out: Any) -> tuple[Any, Any, Any, Any, Any]:
         va, vb, vc = _view(a, "a"), _view(b, "b"), _view(c, "c")  # raises the specific error
     n = len(va)
     if len(vb) != n or len(vc) != n:
-        raise errors.SizeMismatchError(
-            f"replicas differ in size: {n}, {len(vb)}, {len(vc)} bytes"
-        )
+        raise errors.SizeMismatchError(f"replicas differ in size: {n}, {len(vb)}, {len(vc)} bytes")
     if out is None:
         out = np.empty_like(a) if isinstance(a, np.ndarray) else bytearray(n)
     vo = _out_view(out)

@@ -1,0 +1,206 @@
+"""The native voter against plain numpy references, for arbitrary sizes, offsets and dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flight import errors
+from flight.vote import compare, vote, vote_words
+
+DTYPES = [np.uint8, np.int16, np.float32, np.float64, np.uint64]
+
+
+def _padded_words(buf: np.ndarray) -> np.ndarray:
+    """Bytes as 8-byte words, the trailing partial word zero-padded (the voter's unit)."""
+    raw = np.ascontiguousarray(buf).view(np.uint8).ravel()
+    pad = (-raw.size) % 8
+    return np.concatenate([raw, np.zeros(pad, np.uint8)]).view(np.uint64)
+
+
+def _reference_vote(a, b, c):
+    a8, b8, c8 = (np.ascontiguousarray(x).view(np.uint8).ravel() for x in (a, b, c))
+    out = (a8 & b8) | (a8 & c8) | (b8 & c8)
+    wa, wb, wc, wo = (_padded_words(x) for x in (a8, b8, c8, out))
+    lost = tuple(int(np.count_nonzero(w != wo)) for w in (wa, wb, wc))
+    corrected = int(np.count_nonzero((wa != wo) | (wb != wo) | (wc != wo)))
+    return out, lost, corrected
+
+
+@st.composite
+def triples(draw, max_len=600):
+    """Three replicas: misaligned slices of larger buffers, any length, then viewed as a dtype."""
+    n = draw(st.integers(0, max_len))
+    offset = draw(st.integers(0, 7))
+    data = draw(st.binary(min_size=n, max_size=n))
+    base = np.frombuffer(data, np.uint8)
+    reps = []
+    for _ in range(3):
+        holder = np.zeros(n + 16, np.uint8)
+        holder[offset : offset + n] = base
+        reps.append(holder[offset : offset + n])
+    return reps
+
+
+@given(triples(), st.integers(0, 2), st.data())
+def test_single_replica_corruption_is_fully_masked(reps, victim, data):
+    original = reps[0].copy()
+    n = original.size
+    mask = np.frombuffer(data.draw(st.binary(min_size=n, max_size=n)), np.uint8)
+    reps[victim] ^= mask
+    result = vote(*reps)
+    assert np.array_equal(result.out, original)
+    hit_words = int(np.count_nonzero(_padded_words(mask)))
+    expected_lost = [0, 0, 0]
+    expected_lost[victim] = hit_words
+    assert result.lost == tuple(expected_lost)
+    assert result.corrected == hit_words
+
+
+@given(triples(), st.sampled_from(DTYPES), st.data())
+def test_matches_numpy_reference_for_any_three_buffers(reps, dtype, data):
+    n = reps[0].size
+    for i in (1, 2):
+        reps[i] ^= np.frombuffer(data.draw(st.binary(min_size=n, max_size=n)), np.uint8)
+    itemsize = np.dtype(dtype).itemsize
+    usable = n - n % itemsize
+    typed = [r[:usable].view(dtype) for r in reps]
+    out, lost, corrected = _reference_vote(*typed)
+    result = vote(*typed)
+    assert result.out.dtype == np.dtype(dtype) and result.out.shape == typed[0].shape
+    assert result.out.view(np.uint8).tobytes() == out.tobytes()
+    assert result.lost == lost and result.corrected == corrected
+
+
+@given(triples(), st.integers(0, 2))
+def test_out_may_alias_an_input(reps, alias):
+    reps[1][::7] ^= 0x5A  # replica 1 outvoted wherever it was hit
+    expected = _reference_vote(*reps)
+    result = vote(*reps, out=reps[alias])
+    assert result.out is reps[alias]
+    assert reps[alias].tobytes() == expected[0].tobytes()
+    assert (result.lost, result.corrected) == expected[1:]
+
+
+def test_large_buffer_spanning_many_chunks():
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 2**63, 100_003, dtype=np.uint64)
+    b, c = a.copy(), a.copy()
+    b[[0, 255, 256, 70_000]] ^= 1
+    c[[99_999, 100_002]] ^= 1 << 63
+    out = np.empty_like(a)
+    result = vote(a, b, c, out=out)
+    assert result.out is out and np.array_equal(out, a)
+    assert result.lost == (0, 4, 2) and result.corrected == 6
+
+
+def test_bytes_inputs_give_a_bytearray():
+    result = vote(b"abcdefghi", b"abcdefghj", b"abcdefghi")
+    assert result.out == bytearray(b"abcdefghi")
+    assert result.lost == (0, 1, 0)
+
+
+@st.composite
+def word_triples(draw):
+    word = draw(st.sampled_from([1, 2, 4, 8]))
+    nwords = draw(st.integers(0, 200))
+    # Small alphabet so that equal, two-equal and all-different words all occur.
+    values = st.lists(st.integers(0, 3), min_size=nwords, max_size=nwords)
+    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[word]
+    return [np.array(draw(values), dtype=dtype) for _ in range(3)]
+
+
+@given(word_triples())
+def test_vote_words_flags_every_all_different_word(reps):
+    a, b, c = reps
+    all_diff = (a != b) & (a != c) & (b != c)
+    majority = np.where((a == b) | (a == c), a, np.where(b == c, b, 0))
+    result = vote_words(a, b, c)
+    assert result.no_majority == int(all_diff.sum())
+    expected_first = int(np.flatnonzero(all_diff)[0]) if all_diff.any() else -1
+    assert result.first_no_majority == expected_first
+    assert result.ok == (not all_diff.any())
+    has_majority = ~all_diff
+    assert np.array_equal(result.out[has_majority], majority[has_majority])
+    lost = tuple(int(((x != majority) & has_majority).sum()) for x in reps)
+    assert result.lost == lost
+    assert result.corrected == int((((a != b) | (a != c)) & has_majority).sum())
+
+
+def test_vote_words_word_size_defaults_and_override():
+    a = np.zeros(4, np.float32)
+    b = a.copy()
+    c = a.copy()
+    b[1], c[1] = 1.0, 2.0  # element 1 differs in all three
+    assert vote_words(a, b, c).first_no_majority == 1
+    assert vote_words(a, b, c, word_size=8).first_no_majority == 0
+    assert vote_words(bytes(16), bytes(16), bytes(16)).no_majority == 0
+
+
+@given(triples(), st.data())
+def test_compare_counts_mismatching_words(reps, data):
+    a, b = reps[0], reps[1]
+    n = a.size
+    b ^= np.frombuffer(data.draw(st.binary(min_size=n, max_size=n)), np.uint8)
+    word = data.draw(st.sampled_from([1, 2, 4, 8]))
+    usable = n - n % word
+    dt = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[word]
+    wa, wb = a[:usable].view(dt), b[:usable].view(dt)
+    diff = np.flatnonzero(wa != wb)
+    result = compare(wa, wb)
+    assert result.mismatches == diff.size
+    assert result.first_mismatch == (int(diff[0]) if diff.size else -1)
+    assert result.equal == (diff.size == 0)
+
+
+def test_errors_are_specific():
+    x = np.zeros(64, np.uint8)
+    with pytest.raises(errors.SizeMismatchError):
+        vote(x, x, x[:10])
+    with pytest.raises(errors.SizeMismatchError):
+        vote(x, x, x, out=np.zeros(63, np.uint8))
+    with pytest.raises(errors.SizeMismatchError):
+        compare(x, x[:3])
+    with pytest.raises(errors.NotContiguousError):
+        vote(x[::2], x[::2], x[::2])
+    with pytest.raises(errors.NotContiguousError):
+        vote(x, x, x, out=np.zeros(128, np.uint8)[::2])
+    ro = np.zeros(64, np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(errors.ReadOnlyBufferError):
+        vote(x, x, x, out=ro)
+    with pytest.raises(errors.ReadOnlyBufferError):
+        vote(x, x, x, out=bytes(64))
+    with pytest.raises(errors.BufferTypeError):
+        vote(1, 2, 3)
+    with pytest.raises(errors.OverlapError):
+        big = np.zeros(65, np.uint8)
+        vote(big[:64], big[:64], big[:64], out=big[1:])
+    with pytest.raises(errors.WordSizeError):
+        vote_words(x, x, x, word_size=3)
+    with pytest.raises(errors.WordSizeError):
+        vote_words(x[:6], x[:6], x[:6], word_size=4)
+    with pytest.raises(errors.WordSizeError):
+        compare(x, x, word_size=16)
+    # every one of them is a FlightError, and the root is never what is raised
+    with pytest.raises(errors.FlightError) as info:
+        vote(x, x, x[:1])
+    assert type(info.value) is not errors.FlightError
+
+
+def test_writing_into_out_does_not_allocate():
+    import tracemalloc
+
+    a = np.ones(1 << 20, np.uint8)
+    out = np.empty_like(a)
+    vote(a, a, a, out=out)  # warm up
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(10):
+        vote(a, a, a, out=out)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert grown < 4096, f"vote into out allocated {grown} bytes"
