@@ -15,7 +15,16 @@ import numpy as np
 from flight import errors
 from flight.native import check_status, ffi, lib
 
-__all__ = ["CompareResult", "VoteResult", "VoteWordsResult", "compare", "vote", "vote_words"]
+__all__ = [
+    "CompareResult",
+    "PreparedVote",
+    "VoteResult",
+    "VoteWordsResult",
+    "compare",
+    "prepare",
+    "vote",
+    "vote_words",
+]
 
 
 class VoteResult(NamedTuple):
@@ -130,6 +139,56 @@ def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
     check_status(lib.flight_vote(va, vb, vc, vo, len(va), scratch.stats))
     l0, l1, l2, corrected, _, _ = ffi.unpack(scratch.raw, 6)
     return VoteResult(out, corrected, (l0, l1, l2))
+
+
+class PreparedVote:
+    """A vote over fixed buffers, validated once.
+
+    The executor's memory plan allocates replica outputs once, so the per-frame vote need not
+    re-check the buffers: calling a prepared vote costs the native call and little else. The
+    buffers are held (kept alive) for the life of the object.
+    """
+
+    __slots__ = ("_args", "_n", "_out", "_scratch_raw", "_stats", "_words")
+
+    def __init__(self, a: Any, b: Any, c: Any, out: Any, word_size: int | None = None) -> None:
+        va, vb, vc, vo, self._out = _views3(a, b, c, out)
+        self._n = len(va)
+        self._words = (
+            None
+            if word_size is None and not isinstance(a, np.ndarray)
+            else (_word_size(a, word_size))
+        )
+        self._args = (va, vb, vc, vo)
+        self._scratch_raw = ffi.new("uint64_t[6]")
+        self._stats = ffi.cast("flight_vote_stats *", self._scratch_raw)
+
+    @property
+    def out(self) -> Any:
+        return self._out
+
+    def __call__(self) -> VoteResult:
+        """Bitwise majority into ``out`` (see :func:`vote`)."""
+        check_status(lib.flight_vote(*self._args, self._n, self._stats))
+        l0, l1, l2, corrected, _, _ = ffi.unpack(self._scratch_raw, 6)
+        return VoteResult(self._out, corrected, (l0, l1, l2))
+
+    def words(self) -> VoteWordsResult:
+        """Word-wise majority into ``out`` (see :func:`vote_words`)."""
+        w = self._words if self._words is not None else 8
+        check_status(lib.flight_vote_words(*self._args, self._n, w, self._stats))
+        l0, l1, l2, corrected, no_majority, first = ffi.unpack(self._scratch_raw, 6)
+        return VoteWordsResult(
+            self._out, corrected, (l0, l1, l2), no_majority, -1 if first == _NO_INDEX else first
+        )
+
+
+def prepare(a: Any, b: Any, c: Any, out: Any, word_size: int | None = None) -> PreparedVote:
+    """Validate three replica buffers and an output once; return a cheap-to-call vote.
+
+    Not thread-safe: one prepared vote per thread (each holds its own stats record).
+    """
+    return PreparedVote(a, b, c, out, word_size)
 
 
 def _word_size(a: Any, word_size: int | None) -> int:

@@ -38,14 +38,15 @@ static inline void vote_word(uint64_t x, uint64_t y, uint64_t z, uint8_t *po,
     store64(po, v);
 }
 
-static void count_chunk(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *out,
-                        size_t m, flight_vote_stats *s)
+/* Count who lost in a chunk that had a disagreement. The vote is recomputed from the inputs
+ * (still in cache) rather than read back from out, which may have bypassed the cache. */
+static void count_chunk(const uint8_t *a, const uint8_t *b, const uint8_t *c, size_t m,
+                        flight_vote_stats *s)
 {
     for (size_t k = 0; k < m; k++) {
-        uint64_t v = load64(out + 8 * k);
-        uint64_t dx = load64(a + 8 * k) != v;
-        uint64_t dy = load64(b + 8 * k) != v;
-        uint64_t dz = load64(c + 8 * k) != v;
+        uint64_t x = load64(a + 8 * k), y = load64(b + 8 * k), z = load64(c + 8 * k);
+        uint64_t v = (x & y) | (x & z) | (y & z);
+        uint64_t dx = x != v, dy = y != v, dz = z != v;
         s->lost[0] += dx;
         s->lost[1] += dy;
         s->lost[2] += dz;
@@ -63,8 +64,34 @@ static void vote_distinct(const uint8_t *a, const uint8_t *b, const uint8_t *c, 
         store64(out + 8 * k, (x & y) | (x & z) | (y & z));
         diff |= (x ^ y) | (x ^ z);
     }
-    if (diff) count_chunk(a, b, c, out, m, s);
+    if (diff) count_chunk(a, b, c, m, s);
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <emmintrin.h>
+#define HAVE_STREAMING 1
+/* Buffers at least this large are voted with non-temporal stores: the output would not fit
+ * in cache anyway, and skipping the read-for-ownership of out saves a fifth of the traffic. */
+#define STREAM_THRESHOLD ((size_t)1 << 20)
+#define STREAM_CHUNK_WORDS 1024
+
+/* As vote_distinct, for a 16-byte aligned out and m a multiple of 2 words. */
+static void vote_distinct_stream(const uint8_t *a, const uint8_t *b, const uint8_t *c,
+                                 uint8_t *out, size_t m, flight_vote_stats *s)
+{
+    __m128i diff = _mm_setzero_si128();
+    for (size_t k = 0; k < 8 * m; k += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(a + k));
+        __m128i y = _mm_loadu_si128((const __m128i *)(b + k));
+        __m128i z = _mm_loadu_si128((const __m128i *)(c + k));
+        __m128i v = _mm_or_si128(_mm_and_si128(x, y), _mm_and_si128(z, _mm_or_si128(x, y)));
+        _mm_stream_si128((__m128i *)(out + k), v);
+        diff = _mm_or_si128(diff, _mm_or_si128(_mm_xor_si128(x, y), _mm_xor_si128(x, z)));
+    }
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(diff, _mm_setzero_si128())) != 0xFFFF)
+        count_chunk(a, b, c, m, s);
+}
+#endif
 
 /* out is exactly one of the inputs: scan first, and vote word by word (each word is read before
  * its vote is stored) only when the chunk has a disagreement. */
@@ -91,8 +118,16 @@ int flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *o
     if (partial_overlap(out, a, n) || partial_overlap(out, b, n) || partial_overlap(out, c, n))
         return FLIGHT_EOVERLAP;
     int aliased = out == a || out == b || out == c;
-    size_t nw = n / 8;
-    for (size_t i = 0; i < nw; i += CHUNK_WORDS) {
+    size_t nw = n / 8, i = 0;
+#ifdef HAVE_STREAMING
+    if (!aliased && n >= STREAM_THRESHOLD && ((uintptr_t)out & 15) == 0) {
+        for (; i + STREAM_CHUNK_WORDS <= nw; i += STREAM_CHUNK_WORDS)
+            vote_distinct_stream(a + 8 * i, b + 8 * i, c + 8 * i, out + 8 * i,
+                                 STREAM_CHUNK_WORDS, s);
+        _mm_sfence();
+    }
+#endif
+    for (; i < nw; i += CHUNK_WORDS) {
         size_t m = nw - i < CHUNK_WORDS ? nw - i : CHUNK_WORDS;
         if (aliased)
             vote_aliased(a + 8 * i, b + 8 * i, c + 8 * i, out + 8 * i, m, s);

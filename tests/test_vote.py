@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flight import errors
-from flight.vote import compare, vote, vote_words
+from flight.vote import compare, prepare, vote, vote_words
 
 DTYPES = [np.uint8, np.int16, np.float32, np.float64, np.uint64]
 
@@ -84,16 +84,20 @@ def test_out_may_alias_an_input(reps, alias):
     assert (result.lost, result.corrected) == expected[1:]
 
 
-def test_large_buffer_spanning_many_chunks():
+@pytest.mark.parametrize("out_offset", [0, 8, 3])  # streaming stores need a 16-aligned out
+def test_large_buffer_spanning_many_chunks(out_offset):
     rng = np.random.default_rng(7)
-    a = rng.integers(0, 2**63, 100_003, dtype=np.uint64)
+    n = 300_003  # 2.4 MB: above the non-temporal-store threshold, with a ragged tail
+    a = rng.integers(0, 2**63, n, dtype=np.uint64)
     b, c = a.copy(), a.copy()
-    b[[0, 255, 256, 70_000]] ^= 1
-    c[[99_999, 100_002]] ^= 1 << 63
-    out = np.empty_like(a)
+    b[[0, 255, 256, 1023, 1024, 70_000, 299_999]] ^= 1
+    c[[99_999, 300_002]] ^= 1 << 63
+    holder = np.empty(n * 8 + 16, np.uint8)
+    out = holder[out_offset : out_offset + n * 8].view(np.uint8)
     result = vote(a, b, c, out=out)
-    assert result.out is out and np.array_equal(out, a)
-    assert result.lost == (0, 4, 2) and result.corrected == 6
+    assert result.out is out and out.tobytes() == a.tobytes()
+    assert result.lost == (0, 7, 2) and result.corrected == 9
+    assert vote(a, b, c, out=a).lost == (0, 7, 2)  # aliased out takes the scanning path
 
 
 def test_bytes_inputs_give_a_bytearray():
@@ -204,3 +208,28 @@ def test_writing_into_out_does_not_allocate():
     tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert grown < 4096, f"vote into out allocated {grown} bytes"
+
+
+@given(triples(), st.integers(0, 2))
+def test_prepared_vote_equals_one_shot_vote(reps, victim):
+    out = np.empty_like(reps[0])
+    prepared = prepare(*reps, out)
+    reps[victim][::5] ^= 0x21  # buffers change between frames; the prepared vote sees it
+    expected = vote(*reps)
+    result = prepared()
+    assert result.out is out and out.tobytes() == bytes(expected.out)
+    assert (result.corrected, result.lost) == (expected.corrected, expected.lost)
+    words = prepared.words()
+    reference = vote_words(*reps, word_size=1)
+    assert words.no_majority == reference.no_majority
+    assert words.lost == reference.lost
+
+
+def test_prepared_vote_validates_once_up_front():
+    x = np.zeros(64, np.uint8)
+    with pytest.raises(errors.SizeMismatchError):
+        prepare(x, x, x, np.zeros(8, np.uint8))
+    ro = np.zeros(64, np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(errors.ReadOnlyBufferError):
+        prepare(x, x, x, ro)
