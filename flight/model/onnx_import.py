@@ -1,0 +1,825 @@
+"""ONNX import (ground side): an ONNX model in, flight's canonical graph out.
+
+This runs on the ground, never on the board, and is the only part of ``flight`` that needs the
+``onnx`` package (``pip install 'flight[onnx]'``). It turns whatever opset (9 to current) and
+exporter quirks a model comes with into flight's small canonical form, so the flown executor
+stays simple:
+
+* every input dimension fixed (symbolic batch -> 1, others from ``input_shapes``),
+* everything computable ahead of time folded into constants (Constant, ConstantOfShape, Shape,
+  Gather on shapes, Cast, arithmetic on constants, ...), using onnx's reference evaluator,
+* every tensor shape static (onnx shape inference after folding), activations float32,
+* attributes that later opsets moved to inputs (Unsqueeze axes, Clip min/max, Reshape shape,
+  Pad pads, ...) read back into attributes; opset-dependent semantics (Softmax before 13)
+  made explicit; ``auto_pad`` resolved to explicit pads,
+* Reshape / Flatten / Squeeze / Unsqueeze all become ``Reshape`` to the static output shape,
+  Identity and Dropout disappear,
+* BatchNormalization folded into the preceding Conv or Gemm, and Relu / LeakyRelu / Clip fused
+  into a preceding Conv or Gemm when nothing else reads the pre-activation value.
+
+Anything else is refused with :class:`UnsupportedOpError`, naming the op and the node.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flight import errors
+
+__all__ = [
+    "CANONICAL_OPS",
+    "MAX_OPSET",
+    "MIN_OPSET",
+    "CanonicalGraph",
+    "ConversionError",
+    "UnsupportedOpError",
+    "convert_onnx",
+]
+
+MIN_OPSET = 9
+
+
+class ConversionError(errors.FlightError, ValueError):
+    """The ONNX model cannot be converted (invalid, dynamic shapes, unsupported dtype...)."""
+
+
+class UnsupportedOpError(ConversionError):
+    """An op, or an op configuration, that flight does not run; the message names the node."""
+
+
+#: The ops of flight's canonical graph (what the executor runs), with their attributes.
+CANONICAL_OPS = {
+    "Conv": "kernel_shape, strides, pads[t,l,b,r], dilations, group, activation, act_params",
+    "Gemm": "alpha, beta, transA, transB, activation, act_params",
+    "MatMul": "",
+    "MaxPool": "kernel_shape, strides, pads[t,l,b,r], dilations",
+    "AveragePool": "kernel_shape, strides, pads[t,l,b,r], count_include_pad",
+    "GlobalAveragePool": "",
+    "BatchNormalization": "epsilon",
+    "Relu": "",
+    "LeakyRelu": "alpha",
+    "Clip": "min, max",
+    "Sigmoid": "",
+    "Tanh": "",
+    "Add": "",
+    "Sub": "",
+    "Mul": "",
+    "Div": "",
+    "Sum": "",
+    "Concat": "axis (non-negative)",
+    "Reshape": "shape (static output shape)",
+    "Transpose": "perm",
+    "Pad": "pads[begin..., end...], mode (constant|reflect|edge), value",
+    "Softmax": "axis (non-negative), coerce_2d (opset < 13 semantics)",
+    "LRN": "size, alpha, beta, bias",
+}
+
+_ELEMENTWISE_BINARY = {"Add", "Sub", "Mul", "Div"}
+_RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+_ALIAS_OPS = {"Identity", "Dropout"}
+_FUSABLE_ACTIVATIONS = {"Relu", "LeakyRelu", "Clip"}
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConversionError(
+            "ONNX import needs the onnx package: pip install 'flight[onnx]'"
+        ) from exc
+    return onnx
+
+
+def _max_opset() -> int:
+    return int(_onnx().defs.onnx_opset_version())
+
+
+MAX_OPSET: int | None = None  # filled lazily: importing onnx is not free
+
+
+@dataclass
+class CanonicalNode:
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CanonicalGraph:
+    """flight's canonical graph: static shapes, canonical ops, weights as numpy arrays."""
+
+    name: str
+    inputs: list[tuple[str, tuple[int, ...]]]
+    outputs: list[tuple[str, tuple[int, ...]]]
+    nodes: list[CanonicalNode]
+    shapes: dict[str, tuple[int, ...]]
+    tensors: dict[str, np.ndarray]
+    opset: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def ops(self) -> Counter:
+        return Counter(n.op for n in self.nodes)
+
+
+# --- loading and fixing inputs ----------------------------------------------------------------
+def _load(source: Any) -> Any:
+    onnx = _onnx()
+    if isinstance(source, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(source)
+        return model
+    try:
+        return onnx.load(str(source) if isinstance(source, Path) else source)
+    except Exception as exc:
+        raise ConversionError(f"cannot read ONNX model {source!r}: {exc}") from exc
+
+
+def _opset_of(model: Any) -> int:
+    version = None
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            version = imp.version
+    if version is None:
+        raise ConversionError("the model imports no version of the default ONNX domain")
+    top = _max_opset()
+    if not MIN_OPSET <= version <= top:
+        raise ConversionError(f"opset {version} is not supported (supported: {MIN_OPSET}..{top})")
+    return int(version)
+
+
+def _fix_input_shapes(model: Any, input_shapes: dict[str, tuple[int, ...]]) -> None:
+    initializers = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        given = input_shapes.get(value.name)
+        if given is not None:
+            if len(given) != len(dims):
+                raise ConversionError(
+                    f"input {value.name!r} has rank {len(dims)}, --input-shape gives {given}"
+                )
+            for dim, size in zip(dims, given, strict=True):
+                if dim.HasField("dim_value") and dim.dim_value not in (0, size):
+                    raise ConversionError(
+                        f"input {value.name!r}: shape {given} contradicts the model's "
+                        f"dimension {dim.dim_value}"
+                    )
+                dim.dim_value = int(size)
+            continue
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                continue
+            if axis == 0:
+                dim.dim_value = 1  # a symbolic batch: flight runs one sample per inference
+                continue
+            label = dim.dim_param or "?"
+            raise ConversionError(
+                f"input {value.name!r} has a symbolic dimension {label!r} at axis {axis}; "
+                f"give a static shape (input_shapes / --input-shape {value.name}=...)"
+            )
+
+
+# --- constant folding -------------------------------------------------------------------------
+def _const_from_attr(node: Any) -> np.ndarray:
+    onnx = _onnx()
+    from onnx import numpy_helper
+
+    for attr in node.attribute:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name == "value_float":
+            return np.array(attr.f, dtype=np.float32)
+        if attr.name == "value_floats":
+            return np.array(list(attr.floats), dtype=np.float32)
+        if attr.name == "value_int":
+            return np.array(attr.i, dtype=np.int64)
+        if attr.name == "value_ints":
+            return np.array(list(attr.ints), dtype=np.int64)
+    raise UnsupportedOpError(
+        f"Constant node {node.name!r} has no supported value attribute "
+        f"({[a.name for a in node.attribute]}; onnx {onnx.__version__})"
+    )
+
+
+def _evaluate(node: Any, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray]:
+    """Run one node on constant inputs with onnx's reference evaluator."""
+    onnx = _onnx()
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [i for i in node.input if i]
+    graph = helper.make_graph(
+        [node],
+        "fold",
+        [
+            helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(values[name].dtype), values[name].shape
+            )
+            for name in inputs
+        ],
+        [helper.make_empty_tensor_value_info(name) for name in node.output if name],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        outputs = ReferenceEvaluator(model).run(None, {n: values[n] for n in inputs})
+    except Exception as exc:
+        raise ConversionError(
+            f"could not fold constant node {node.name!r} ({node.op_type}): {exc}"
+        ) from exc
+    del onnx
+    return [np.asarray(o) for o in outputs]
+
+
+def _infer(model: Any) -> dict[str, tuple[tuple[int, ...] | None, int]]:
+    """Shape and element type of every value onnx shape inference can tell."""
+    onnx = _onnx()
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        raise ConversionError(f"ONNX shape inference failed: {exc}") from exc
+    out: dict[str, tuple[tuple[int, ...] | None, int]] = {}
+    graph = inferred.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            out[value.name] = (None, tensor_type.elem_type)
+            continue
+        dims = tensor_type.shape.dim
+        static = all(d.HasField("dim_value") for d in dims)
+        shape = tuple(int(d.dim_value) for d in dims) if static else None
+        out[value.name] = (shape, tensor_type.elem_type)
+    return out
+
+
+def _fold_constants(model: Any, opset: int, consts: dict[str, np.ndarray]) -> None:
+    """Fold constant subgraphs (and Shape of static shapes) until nothing changes."""
+    from onnx import numpy_helper
+
+    for _ in range(64):  # each round folds at least one node; real graphs converge in a few
+        shapes = _infer(model)
+        kept = []
+        changed = False
+        for node in model.graph.node:
+            op = node.op_type
+            inputs = [i for i in node.input if i]
+            folded: list[np.ndarray] | None = None
+            if op == "Constant":
+                folded = [_const_from_attr(node)]
+            elif op == "Shape" and shapes.get(node.input[0], (None, 0))[0] is not None:
+                shape = np.array(shapes[node.input[0]][0], dtype=np.int64)
+                attrs = {a.name: a.i for a in node.attribute}
+                rank = shape.size
+                start = attrs.get("start", 0)
+                end = attrs.get("end", rank)
+                folded = [shape[start:end]]
+            elif op == "Size" and shapes.get(node.input[0], (None, 0))[0] is not None:
+                folded = [np.array(int(np.prod(shapes[node.input[0]][0])), dtype=np.int64)]
+            elif inputs and all(i in consts for i in inputs) and op not in _ALIAS_OPS:
+                folded = _evaluate(node, consts, opset)
+            if folded is None:
+                kept.append(node)
+                continue
+            for name, value in zip([o for o in node.output if o], folded, strict=False):
+                consts[name] = value
+            changed = True
+        if not changed:
+            return
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        existing = {t.name for t in model.graph.initializer}
+        for name, value in consts.items():
+            if name not in existing:
+                model.graph.initializer.append(numpy_helper.from_array(value, name))
+    raise ConversionError("constant folding did not converge")  # pragma: no cover
+
+
+# --- canonicalisation -------------------------------------------------------------------------
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+class _Converter:
+    def __init__(self, model: Any, opset: int, consts: dict[str, np.ndarray]) -> None:
+        self.model = model
+        self.opset = opset
+        self.consts = consts
+        self.info = _infer(model)
+        self.nodes: list[CanonicalNode] = []
+        self.alias: dict[str, str] = {}
+        self.used_consts: set[str] = set()
+
+    # helpers
+    def shape(self, name: str, node: Any) -> tuple[int, ...]:
+        name = self.alias.get(name, name)
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        shape = self.info.get(name, (None, 0))[0]
+        if shape is None:
+            raise ConversionError(
+                f"tensor {name!r} (node {node.name!r}, {node.op_type}) has no static shape "
+                "after constant folding"
+            )
+        return shape
+
+    def const(self, name: str, node: Any, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise UnsupportedOpError(
+                f"node {node.name!r} ({node.op_type}): {what} ({name!r}) must be a constant"
+            )
+        return self.consts[name]
+
+    def ref(self, name: str) -> str:
+        name = self.alias.get(name, name)
+        if name in self.consts:
+            self.used_consts.add(name)
+        return name
+
+    def emit(self, node: Any, op: str, inputs: list[str], attrs: dict[str, Any]) -> None:
+        outputs = [o for o in node.output if o][:1]
+        self.nodes.append(
+            CanonicalNode(node.name, op, [self.ref(i) if i else "" for i in inputs], outputs, attrs)
+        )
+
+    def unsupported(self, node: Any, why: str = "") -> UnsupportedOpError:
+        detail = f": {why}" if why else ""
+        return UnsupportedOpError(
+            f"op {node.op_type} (node {node.name!r}) is not supported{detail}. "
+            f"Supported ops: {', '.join(sorted(set(CANONICAL_OPS) | _RESHAPE_LIKE | _ALIAS_OPS))}"
+        )
+
+    def check_outputs_used(self, node: Any, allowed: int) -> None:
+        extra = [o for o in list(node.output)[allowed:] if o]
+        consumers = {i for n in self.model.graph.node for i in n.input}
+        outputs = {o.name for o in self.model.graph.output}
+        for name in extra:
+            if name in consumers or name in outputs:
+                raise self.unsupported(node, f"its output {name!r} is used (training outputs)")
+
+    # per-op conversion
+    def run(self) -> None:
+        for index, node in enumerate(self.model.graph.node):
+            if not node.name:
+                node.name = f"{node.op_type}_{index}"
+            if node.domain not in ("", "ai.onnx"):
+                raise self.unsupported(node, f"custom domain {node.domain!r}")
+            handler = getattr(self, f"op_{node.op_type}", None)
+            if handler is None:
+                raise self.unsupported(node)
+            handler(node)
+
+    def _spatial(self, node: Any, attrs: dict[str, Any], kernel: list[int]) -> dict[str, Any]:
+        """strides, dilations and explicit [t, l, b, r] pads (auto_pad resolved)."""
+        in_shape = self.shape(node.input[0], node)
+        if len(in_shape) != 4:
+            raise self.unsupported(node, f"only 2-D spatial (NCHW) inputs, got shape {in_shape}")
+        strides = list(attrs.get("strides", [1, 1]))
+        dilations = list(attrs.get("dilations", [1, 1]))
+        auto_pad = _decode(attrs.get("auto_pad", "NOTSET"))
+        if auto_pad in ("NOTSET", "VALID"):
+            pads = list(attrs.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            pads = [0, 0, 0, 0]
+            for axis in range(2):
+                size = in_shape[2 + axis]
+                out = -(-size // strides[axis])
+                effective = (kernel[axis] - 1) * dilations[axis] + 1
+                total = max(0, (out - 1) * strides[axis] + effective - size)
+                small, large = total // 2, total - total // 2
+                begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+                pads[axis], pads[2 + axis] = begin, end
+        else:
+            raise self.unsupported(node, f"auto_pad {auto_pad!r}")
+        # ONNX pads are [x1_begin, x2_begin, x1_end, x2_end] = [t, l, b, r]
+        return {"strides": strides, "dilations": dilations, "pads": pads}
+
+    def op_Conv(self, node: Any) -> None:
+        attrs = _attrs(node)
+        weight = self.const(node.input[1], node, "the weight")
+        if weight.ndim != 4:
+            raise self.unsupported(node, f"only 2-D convolution, weight shape {weight.shape}")
+        kernel = list(attrs.get("kernel_shape", weight.shape[2:]))
+        spatial = self._spatial(node, attrs, kernel)
+        bias = node.input[2] if len(node.input) > 2 else ""
+        self.emit(
+            node,
+            "Conv",
+            [node.input[0], node.input[1], bias],
+            {
+                "kernel_shape": kernel,
+                "group": int(attrs.get("group", 1)),
+                **spatial,
+                "activation": "none",
+                "act_params": [0.0, 0.0],
+            },
+        )
+
+    def _pool(self, node: Any, op: str) -> None:
+        attrs = _attrs(node)
+        if attrs.get("storage_order", 0):
+            raise self.unsupported(node, "storage_order=1")
+        self.check_outputs_used(node, 1)
+        kernel = list(attrs["kernel_shape"])
+        spatial = self._spatial(node, attrs, kernel)
+        out = {"kernel_shape": kernel, **spatial}
+        if op == "AveragePool":
+            if spatial["dilations"] != [1, 1]:
+                raise self.unsupported(node, "dilated AveragePool")
+            del out["dilations"]
+            out["count_include_pad"] = int(attrs.get("count_include_pad", 0))
+        # ceil_mode changes only the output shape, which is static and known to the kernel
+        self.emit(node, op, [node.input[0]], out)
+
+    def op_MaxPool(self, node: Any) -> None:
+        self._pool(node, "MaxPool")
+
+    def op_AveragePool(self, node: Any) -> None:
+        self._pool(node, "AveragePool")
+
+    def op_GlobalAveragePool(self, node: Any) -> None:
+        if len(self.shape(node.input[0], node)) != 4:
+            raise self.unsupported(node, "only NCHW inputs")
+        self.emit(node, "GlobalAveragePool", [node.input[0]], {})
+
+    def op_BatchNormalization(self, node: Any) -> None:
+        attrs = _attrs(node)
+        self.check_outputs_used(node, 1)
+        if attrs.get("training_mode", 0):
+            raise self.unsupported(node, "training_mode=1")
+        for i, what in zip(range(1, 5), ("scale", "bias", "mean", "var"), strict=True):
+            self.const(node.input[i], node, what)
+        self.emit(
+            node,
+            "BatchNormalization",
+            list(node.input[:5]),
+            {"epsilon": float(attrs.get("epsilon", 1e-5))},
+        )
+
+    def op_Gemm(self, node: Any) -> None:
+        attrs = _attrs(node)
+        c = node.input[2] if len(node.input) > 2 else ""
+        for name in node.input[:2]:
+            if len(self.shape(name, node)) != 2:
+                raise self.unsupported(node, "Gemm inputs must be 2-D")
+        self.emit(
+            node,
+            "Gemm",
+            [node.input[0], node.input[1], c],
+            {
+                "alpha": float(attrs.get("alpha", 1.0)),
+                "beta": float(attrs.get("beta", 1.0)),
+                "transA": int(attrs.get("transA", 0)),
+                "transB": int(attrs.get("transB", 0)),
+                "activation": "none",
+                "act_params": [0.0, 0.0],
+            },
+        )
+
+    def op_MatMul(self, node: Any) -> None:
+        self.emit(node, "MatMul", list(node.input[:2]), {})
+
+    def op_Relu(self, node: Any) -> None:
+        self.emit(node, "Relu", [node.input[0]], {})
+
+    def op_Sigmoid(self, node: Any) -> None:
+        self.emit(node, "Sigmoid", [node.input[0]], {})
+
+    def op_Tanh(self, node: Any) -> None:
+        self.emit(node, "Tanh", [node.input[0]], {})
+
+    def op_LeakyRelu(self, node: Any) -> None:
+        alpha = float(_attrs(node).get("alpha", 0.01))
+        self.emit(node, "LeakyRelu", [node.input[0]], {"alpha": alpha})
+
+    def op_Clip(self, node: Any) -> None:
+        attrs = _attrs(node)
+        lo, hi = float("-inf"), float("inf")
+        if self.opset < 11:
+            lo, hi = float(attrs.get("min", lo)), float(attrs.get("max", hi))
+        else:
+            if len(node.input) > 1 and node.input[1]:
+                lo = float(self.const(node.input[1], node, "min"))
+            if len(node.input) > 2 and node.input[2]:
+                hi = float(self.const(node.input[2], node, "max"))
+        self.emit(node, "Clip", [node.input[0]], {"min": lo, "max": hi})
+
+    def _broadcast_check(self, node: Any, names: list[str]) -> None:
+        shapes = [self.shape(n, node) for n in names]
+        try:
+            np.broadcast_shapes(*shapes)
+        except ValueError as exc:
+            raise ConversionError(f"node {node.name!r}: shapes {shapes} do not broadcast") from exc
+
+    def _binary(self, node: Any) -> None:
+        if self.opset < 7 and _attrs(node).get("broadcast"):  # pragma: no cover - opset >= 9
+            raise self.unsupported(node, "legacy broadcast attribute")
+        self._broadcast_check(node, list(node.input[:2]))
+        for name in node.input[:2]:
+            if name in self.consts and self.consts[name].dtype != np.float32:
+                self.consts[name] = self.consts[name].astype(np.float32)
+        self.emit(node, node.op_type, list(node.input[:2]), {})
+
+    op_Add = op_Sub = op_Mul = op_Div = _binary
+
+    def op_Sum(self, node: Any) -> None:
+        inputs = [i for i in node.input if i]
+        self._broadcast_check(node, inputs)
+        if len(inputs) == 1:
+            self.alias[node.output[0]] = self.alias.get(inputs[0], inputs[0])
+            return
+        self.emit(node, "Sum", inputs, {})
+
+    def op_Concat(self, node: Any) -> None:
+        rank = len(self.shape(node.input[0], node))
+        axis = int(_attrs(node)["axis"])
+        self.emit(node, "Concat", [i for i in node.input if i], {"axis": axis % rank})
+
+    def op_Transpose(self, node: Any) -> None:
+        rank = len(self.shape(node.input[0], node))
+        perm = list(_attrs(node).get("perm", list(range(rank))[::-1]))
+        self.emit(node, "Transpose", [node.input[0]], {"perm": perm})
+
+    def _reshape(self, node: Any) -> None:
+        out_shape = self.shape(node.output[0], node)
+        if node.input[0] in self.consts:  # pragma: no cover - folded earlier
+            raise ConversionError(f"node {node.name!r}: reshape of a constant was not folded")
+        self.emit(node, "Reshape", [node.input[0]], {"shape": list(out_shape)})
+
+    op_Reshape = op_Flatten = op_Squeeze = op_Unsqueeze = _reshape
+
+    def _alias(self, node: Any) -> None:
+        if node.op_type == "Dropout":
+            self.check_outputs_used(node, 1)
+        source = self.alias.get(node.input[0], node.input[0])
+        self.alias[node.output[0]] = source
+
+    op_Identity = op_Dropout = _alias
+
+    def op_Pad(self, node: Any) -> None:
+        attrs = _attrs(node)
+        rank = len(self.shape(node.input[0], node))
+        mode = _decode(attrs.get("mode", "constant"))
+        if mode not in ("constant", "reflect", "edge"):
+            raise self.unsupported(node, f"mode {mode!r}")
+        if self.opset < 11:
+            pads = [int(p) for p in attrs["pads"]]
+            value = float(attrs.get("value", 0.0))
+        else:
+            pads = [int(p) for p in self.const(node.input[1], node, "pads")]
+            value = 0.0
+            if len(node.input) > 2 and node.input[2]:
+                value = float(self.const(node.input[2], node, "constant_value"))
+            if len(node.input) > 3 and node.input[3]:
+                axes = [int(a) % rank for a in self.const(node.input[3], node, "axes")]
+                full = [0] * (2 * rank)
+                for k, axis in enumerate(axes):
+                    full[axis], full[rank + axis] = pads[k], pads[len(axes) + k]
+                pads = full
+        if len(pads) != 2 * rank or min(pads) < 0:
+            raise self.unsupported(node, f"pads {pads} (negative pads are crops)")
+        self.emit(node, "Pad", [node.input[0]], {"pads": pads, "mode": mode, "value": value})
+
+    def op_Softmax(self, node: Any) -> None:
+        rank = len(self.shape(node.input[0], node))
+        default = -1 if self.opset >= 13 else 1
+        axis = int(_attrs(node).get("axis", default)) % rank
+        coerce = int(self.opset < 13 and axis != rank - 1)
+        self.emit(node, "Softmax", [node.input[0]], {"axis": axis, "coerce_2d": coerce})
+
+    def op_LRN(self, node: Any) -> None:
+        attrs = _attrs(node)
+        self.emit(
+            node,
+            "LRN",
+            [node.input[0]],
+            {
+                "size": int(attrs["size"]),
+                "alpha": float(attrs.get("alpha", 1e-4)),
+                "beta": float(attrs.get("beta", 0.75)),
+                "bias": float(attrs.get("bias", 1.0)),
+            },
+        )
+
+
+# --- graph rewrites ---------------------------------------------------------------------------
+def _consumers(nodes: list[CanonicalNode]) -> Counter:
+    return Counter(i for n in nodes for i in n.inputs if i)
+
+
+def _fold_batchnorm(graph: CanonicalGraph) -> None:
+    """BatchNormalization after a Conv/Gemm whose output only it reads: fold into the weights."""
+    graph_outputs = {name for name, _ in graph.outputs}
+    while True:
+        consumers = _consumers(graph.nodes)
+        producer = {n.outputs[0]: n for n in graph.nodes}
+        for bn in graph.nodes:
+            if bn.op != "BatchNormalization":
+                continue
+            prev = producer.get(bn.inputs[0])
+            if (
+                prev is None
+                or prev.op not in ("Conv", "Gemm")
+                or consumers[prev.outputs[0]] != 1
+                or prev.outputs[0] in graph_outputs
+                or prev.attrs["activation"] != "none"
+                or (prev.op == "Gemm" and prev.attrs["transA"])
+                or any(i and i not in graph.tensors for i in prev.inputs[1:])
+            ):
+                continue
+            scale, shift, mean, var = (graph.tensors[n].astype(np.float64) for n in bn.inputs[1:5])
+            factor = scale / np.sqrt(var + bn.attrs["epsilon"])
+            weight = graph.tensors[prev.inputs[1]].astype(np.float64)
+            if prev.op == "Conv":
+                new_w = weight * factor[:, None, None, None]
+                out_channels = weight.shape[0]
+            else:
+                alpha = prev.attrs["alpha"]
+                if prev.attrs["transB"]:
+                    new_w = weight * factor[:, None]
+                else:
+                    new_w = weight * factor[None, :]
+                out_channels = factor.size
+                new_w = new_w * alpha
+                prev.attrs["alpha"] = 1.0
+            bias_name = prev.inputs[2]
+            bias = np.zeros(out_channels) if not bias_name else graph.tensors[bias_name]
+            if prev.op == "Gemm":
+                bias = np.broadcast_to(
+                    bias.astype(np.float64) * prev.attrs["beta"], (out_channels,)
+                )
+                prev.attrs["beta"] = 1.0
+            new_b = (bias.astype(np.float64) - mean) * factor + shift
+            w_name, b_name = f"{prev.name}.weight_bn", f"{prev.name}.bias_bn"
+            graph.tensors[w_name] = new_w.astype(np.float32)
+            graph.tensors[b_name] = new_b.astype(np.float32)
+            prev.inputs[1], prev.inputs[2] = w_name, b_name
+            prev.outputs[0] = bn.outputs[0]
+            graph.nodes.remove(bn)
+            break
+        else:
+            return
+
+
+def _fuse_activations(graph: CanonicalGraph) -> None:
+    graph_outputs = {name for name, _ in graph.outputs}
+    consumers = _consumers(graph.nodes)
+    producer = {n.outputs[0]: n for n in graph.nodes}
+    for act in list(graph.nodes):
+        if act.op not in _FUSABLE_ACTIVATIONS:
+            continue
+        prev = producer.get(act.inputs[0])
+        if (
+            prev is None
+            or prev.op not in ("Conv", "Gemm")
+            or prev.attrs["activation"] != "none"
+            or consumers[prev.outputs[0]] != 1
+            or prev.outputs[0] in graph_outputs
+        ):
+            continue
+        if act.op == "Relu":
+            prev.attrs["activation"], prev.attrs["act_params"] = "relu", [0.0, 0.0]
+        elif act.op == "LeakyRelu":
+            prev.attrs["activation"], prev.attrs["act_params"] = (
+                "leaky_relu",
+                [act.attrs["alpha"], 0.0],
+            )
+        else:
+            prev.attrs["activation"] = "clip"
+            prev.attrs["act_params"] = [act.attrs["min"], act.attrs["max"]]
+        del producer[prev.outputs[0]]
+        prev.outputs[0] = act.outputs[0]
+        producer[prev.outputs[0]] = prev
+        graph.nodes.remove(act)
+
+
+def _prune(graph: CanonicalGraph) -> None:
+    """Drop nodes nothing needs and tensors no node reads."""
+    needed = {name for name, _ in graph.outputs}
+    kept: list[CanonicalNode] = []
+    for node in reversed(graph.nodes):
+        if node.outputs[0] in needed:
+            kept.append(node)
+            needed.update(i for i in node.inputs if i)
+    graph.nodes = kept[::-1]
+    used = {i for n in graph.nodes for i in n.inputs if i}
+    graph.tensors = {k: v for k, v in graph.tensors.items() if k in used}
+
+
+def convert_onnx(
+    source: Any,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    *,
+    fold_batchnorm: bool = True,
+    fuse_activations: bool = True,
+) -> CanonicalGraph:
+    """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph."""
+    onnx = _onnx()
+    model = _load(source)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ConversionError(f"invalid ONNX model: {exc}") from exc
+    opset = _opset_of(model)
+    _fix_input_shapes(model, dict(input_shapes or {}))
+
+    from onnx import numpy_helper
+
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    _fold_constants(model, opset, consts)
+    converter = _Converter(model, opset, consts)
+    converter.run()
+
+    initializers = set(consts)
+    inputs = [
+        (v.name, converter.shape(v.name, v))
+        for v in model.graph.input
+        if v.name not in initializers
+    ]
+    outputs = []
+    for value in model.graph.output:
+        name = converter.alias.get(value.name, value.name)
+        if name in consts or name in {n for n, _ in inputs}:
+            raise ConversionError(
+                f"graph output {value.name!r} is a constant or a graph input; nothing to run"
+            )
+        if name != value.name:  # the output came out of an Identity/Dropout: rename producer
+            for node in converter.nodes:
+                node.outputs = [value.name if o == name else o for o in node.outputs]
+                node.inputs = [value.name if i == name else i for i in node.inputs]
+        outputs.append((value.name, converter.shape(value.name, value)))
+
+    for name, (shape, elem) in converter.info.items():
+        produced = any(name in n.outputs for n in converter.nodes)
+        if name not in consts and elem not in (0, 1) and shape is not None and produced:
+            raise ConversionError(
+                f"tensor {name!r} has element type {onnx.TensorProto.DataType.Name(elem)}; "
+                "flight computes in float32 only"
+            )
+    for name, _ in inputs:
+        elem = converter.info.get(name, (None, 1))[1]
+        if elem != 1:
+            raise ConversionError(f"input {name!r} must be float32")
+
+    tensors = {
+        name: np.ascontiguousarray(value.astype(np.float32) if value.dtype == np.float64 else value)
+        for name, value in consts.items()
+        if name in converter.used_consts
+    }
+    graph = CanonicalGraph(
+        name=model.graph.name or "model",
+        inputs=inputs,
+        outputs=outputs,
+        nodes=converter.nodes,
+        shapes={},
+        tensors=tensors,
+        opset=opset,
+        metadata={p.key: p.value for p in model.metadata_props},
+    )
+    if fold_batchnorm:
+        _fold_batchnorm(graph)
+    if fuse_activations:
+        _fuse_activations(graph)
+    _prune(graph)
+    for node in graph.nodes:
+        for name in node.inputs:
+            if name and name in graph.tensors and graph.tensors[name].dtype != np.float32:
+                raise ConversionError(
+                    f"node {node.name!r} ({node.op}) reads {name!r} of dtype "
+                    f"{graph.tensors[name].dtype}; flight computes in float32 only"
+                )
+    shapes: dict[str, tuple[int, ...]] = dict(inputs)
+    for node in graph.nodes:
+        fake = _FakeNode(node)
+        shapes[node.outputs[0]] = converter.shape(node.outputs[0], fake)
+    graph.shapes = shapes
+    return graph
+
+
+@dataclass
+class _FakeNode:
+    """Adapter so that error messages can name canonical nodes like ONNX ones."""
+
+    node: CanonicalNode
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op
