@@ -23,19 +23,17 @@ Anything else is refused with :class:`UnsupportedOpError`, naming the op and the
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flight import errors
+from flight.model.graph import CANONICAL_OPS, Graph, Node
 
 __all__ = [
-    "CANONICAL_OPS",
-    "MAX_OPSET",
     "MIN_OPSET",
-    "CanonicalGraph",
     "ConversionError",
     "UnsupportedOpError",
     "convert_onnx",
@@ -51,33 +49,6 @@ class ConversionError(errors.FlightError, ValueError):
 class UnsupportedOpError(ConversionError):
     """An op, or an op configuration, that flight does not run; the message names the node."""
 
-
-#: The ops of flight's canonical graph (what the executor runs), with their attributes.
-CANONICAL_OPS = {
-    "Conv": "kernel_shape, strides, pads[t,l,b,r], dilations, group, activation, act_params",
-    "Gemm": "alpha, beta, transA, transB, activation, act_params",
-    "MatMul": "",
-    "MaxPool": "kernel_shape, strides, pads[t,l,b,r], dilations",
-    "AveragePool": "kernel_shape, strides, pads[t,l,b,r], count_include_pad",
-    "GlobalAveragePool": "",
-    "BatchNormalization": "epsilon",
-    "Relu": "",
-    "LeakyRelu": "alpha",
-    "Clip": "min, max",
-    "Sigmoid": "",
-    "Tanh": "",
-    "Add": "",
-    "Sub": "",
-    "Mul": "",
-    "Div": "",
-    "Sum": "",
-    "Concat": "axis (non-negative)",
-    "Reshape": "shape (static output shape)",
-    "Transpose": "perm",
-    "Pad": "pads[begin..., end...], mode (constant|reflect|edge), value",
-    "Softmax": "axis (non-negative), coerce_2d (opset < 13 semantics)",
-    "LRN": "size, alpha, beta, bias",
-}
 
 _ELEMENTWISE_BINARY = {"Add", "Sub", "Mul", "Div"}
 _RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
@@ -97,35 +68,6 @@ def _onnx() -> Any:
 
 def _max_opset() -> int:
     return int(_onnx().defs.onnx_opset_version())
-
-
-MAX_OPSET: int | None = None  # filled lazily: importing onnx is not free
-
-
-@dataclass
-class CanonicalNode:
-    name: str
-    op: str
-    inputs: list[str]
-    outputs: list[str]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class CanonicalGraph:
-    """flight's canonical graph: static shapes, canonical ops, weights as numpy arrays."""
-
-    name: str
-    inputs: list[tuple[str, tuple[int, ...]]]
-    outputs: list[tuple[str, tuple[int, ...]]]
-    nodes: list[CanonicalNode]
-    shapes: dict[str, tuple[int, ...]]
-    tensors: dict[str, np.ndarray]
-    opset: int
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def ops(self) -> Counter:
-        return Counter(n.op for n in self.nodes)
 
 
 # --- loading and fixing inputs ----------------------------------------------------------------
@@ -320,13 +262,16 @@ class _Converter:
         self.opset = opset
         self.consts = consts
         self.info = _infer(model)
-        self.nodes: list[CanonicalNode] = []
+        self.nodes: list[Node] = []
         self.alias: dict[str, str] = {}
         self.used_consts: set[str] = set()
+        self.extra_shapes: dict[str, tuple[int, ...]] = {}
 
     # helpers
     def shape(self, name: str, node: Any) -> tuple[int, ...]:
         name = self.alias.get(name, name)
+        if name in self.extra_shapes:
+            return self.extra_shapes[name]
         if name in self.consts:
             return tuple(self.consts[name].shape)
         shape = self.info.get(name, (None, 0))[0]
@@ -353,7 +298,7 @@ class _Converter:
     def emit(self, node: Any, op: str, inputs: list[str], attrs: dict[str, Any]) -> None:
         outputs = [o for o in node.output if o][:1]
         self.nodes.append(
-            CanonicalNode(node.name, op, [self.ref(i) if i else "" for i in inputs], outputs, attrs)
+            Node(node.name, op, [self.ref(i) if i else "" for i in inputs], outputs, attrs)
         )
 
     def unsupported(self, node: Any, why: str = "") -> UnsupportedOpError:
@@ -424,8 +369,7 @@ class _Converter:
                 "kernel_shape": kernel,
                 "group": int(attrs.get("group", 1)),
                 **spatial,
-                "activation": "none",
-                "act_params": [0.0, 0.0],
+                "activation": "",
             },
         )
 
@@ -485,8 +429,7 @@ class _Converter:
                 "beta": float(attrs.get("beta", 1.0)),
                 "transA": int(attrs.get("transA", 0)),
                 "transB": int(attrs.get("transB", 0)),
-                "activation": "none",
-                "act_params": [0.0, 0.0],
+                "activation": "",
             },
         )
 
@@ -595,11 +538,35 @@ class _Converter:
         self.emit(node, "Pad", [node.input[0]], {"pads": pads, "mode": mode, "value": value})
 
     def op_Softmax(self, node: Any) -> None:
-        rank = len(self.shape(node.input[0], node))
+        shape = self.shape(node.input[0], node)
+        rank = len(shape)
         default = -1 if self.opset >= 13 else 1
         axis = int(_attrs(node).get("axis", default)) % rank
-        coerce = int(self.opset < 13 and axis != rank - 1)
-        self.emit(node, "Softmax", [node.input[0]], {"axis": axis, "coerce_2d": coerce})
+        if self.opset >= 13 or axis == rank - 1:
+            self.emit(node, "Softmax", [node.input[0]], {"axis": axis})
+            return
+        # Before opset 13, Softmax flattens to 2-D at `axis` and normalises over all trailing
+        # dimensions: make that explicit so the executor knows one Softmax only.
+        rows = int(np.prod(shape[:axis], dtype=np.int64))
+        flat_shape = (rows, int(np.prod(shape, dtype=np.int64)) // max(rows, 1))
+        flat_in, flat_out = f"{node.name}.flat_in", f"{node.name}.flat_out"
+        self.extra_shapes[flat_in] = self.extra_shapes[flat_out] = flat_shape
+        source = self.ref(node.input[0])
+        self.nodes.append(
+            Node(
+                f"{node.name}.flatten", "Reshape", [source], [flat_in], {"shape": list(flat_shape)}
+            )
+        )
+        self.nodes.append(Node(node.name, "Softmax", [flat_in], [flat_out], {"axis": 1}))
+        self.nodes.append(
+            Node(
+                f"{node.name}.unflatten",
+                "Reshape",
+                [flat_out],
+                [node.output[0]],
+                {"shape": list(shape)},
+            )
+        )
 
     def op_LRN(self, node: Any) -> None:
         attrs = _attrs(node)
@@ -617,11 +584,11 @@ class _Converter:
 
 
 # --- graph rewrites ---------------------------------------------------------------------------
-def _consumers(nodes: list[CanonicalNode]) -> Counter:
+def _consumers(nodes: list[Node]) -> Counter:
     return Counter(i for n in nodes for i in n.inputs if i)
 
 
-def _fold_batchnorm(graph: CanonicalGraph) -> None:
+def _fold_batchnorm(graph: Graph) -> None:
     """BatchNormalization after a Conv/Gemm whose output only it reads: fold into the weights."""
     graph_outputs = {name for name, _ in graph.outputs}
     while True:
@@ -636,7 +603,7 @@ def _fold_batchnorm(graph: CanonicalGraph) -> None:
                 or prev.op not in ("Conv", "Gemm")
                 or consumers[prev.outputs[0]] != 1
                 or prev.outputs[0] in graph_outputs
-                or prev.attrs["activation"] != "none"
+                or prev.attrs["activation"]
                 or (prev.op == "Gemm" and prev.attrs["transA"])
                 or any(i and i not in graph.tensors for i in prev.inputs[1:])
             ):
@@ -675,7 +642,7 @@ def _fold_batchnorm(graph: CanonicalGraph) -> None:
             return
 
 
-def _fuse_activations(graph: CanonicalGraph) -> None:
+def _fuse_activations(graph: Graph) -> None:
     graph_outputs = {name for name, _ in graph.outputs}
     consumers = _consumers(graph.nodes)
     producer = {n.outputs[0]: n for n in graph.nodes}
@@ -686,31 +653,27 @@ def _fuse_activations(graph: CanonicalGraph) -> None:
         if (
             prev is None
             or prev.op not in ("Conv", "Gemm")
-            or prev.attrs["activation"] != "none"
+            or prev.attrs["activation"]
             or consumers[prev.outputs[0]] != 1
             or prev.outputs[0] in graph_outputs
         ):
             continue
-        if act.op == "Relu":
-            prev.attrs["activation"], prev.attrs["act_params"] = "relu", [0.0, 0.0]
-        elif act.op == "LeakyRelu":
-            prev.attrs["activation"], prev.attrs["act_params"] = (
-                "leaky_relu",
-                [act.attrs["alpha"], 0.0],
-            )
-        else:
-            prev.attrs["activation"] = "clip"
-            prev.attrs["act_params"] = [act.attrs["min"], act.attrs["max"]]
+        prev.attrs["activation"] = act.op
+        if act.op == "LeakyRelu":
+            prev.attrs["activation_alpha"] = act.attrs["alpha"]
+        elif act.op == "Clip":
+            prev.attrs["activation_alpha"] = act.attrs["min"]
+            prev.attrs["activation_beta"] = act.attrs["max"]
         del producer[prev.outputs[0]]
         prev.outputs[0] = act.outputs[0]
         producer[prev.outputs[0]] = prev
         graph.nodes.remove(act)
 
 
-def _prune(graph: CanonicalGraph) -> None:
+def _prune(graph: Graph) -> None:
     """Drop nodes nothing needs and tensors no node reads."""
     needed = {name for name, _ in graph.outputs}
-    kept: list[CanonicalNode] = []
+    kept: list[Node] = []
     for node in reversed(graph.nodes):
         if node.outputs[0] in needed:
             kept.append(node)
@@ -726,7 +689,7 @@ def convert_onnx(
     *,
     fold_batchnorm: bool = True,
     fuse_activations: bool = True,
-) -> CanonicalGraph:
+) -> Graph:
     """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph."""
     onnx = _onnx()
     model = _load(source)
@@ -780,15 +743,18 @@ def convert_onnx(
         for name, value in consts.items()
         if name in converter.used_consts
     }
-    graph = CanonicalGraph(
+    graph = Graph(
         name=model.graph.name or "model",
         inputs=inputs,
         outputs=outputs,
         nodes=converter.nodes,
         shapes={},
         tensors=tensors,
-        opset=opset,
-        metadata={p.key: p.value for p in model.metadata_props},
+        metadata={
+            **{p.key: p.value for p in model.metadata_props},
+            "onnx_opset": str(opset),
+            "onnx_producer": f"{model.producer_name} {model.producer_version}".strip(),
+        },
     )
     if fold_batchnorm:
         _fold_batchnorm(graph)
@@ -814,7 +780,7 @@ def convert_onnx(
 class _FakeNode:
     """Adapter so that error messages can name canonical nodes like ONNX ones."""
 
-    node: CanonicalNode
+    node: Node
 
     @property
     def name(self) -> str:
