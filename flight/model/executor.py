@@ -1,0 +1,286 @@
+"""The executor: a canonical graph made ready to fly, with weights in protected memory.
+
+:class:`Model` prepares once what every inference reuses:
+
+* the **executable weights** (Conv weights pre-packed for the GEMM micro-kernel, everything
+  else as stored) laid out in one float32 image, kept in a :class:`~flight.memory.ProtectedRegion`
+  with one copy per replica, so the scrubber protects exactly the bytes the kernels read;
+* a **static memory plan** (:mod:`flight.model.plan`): every activation has a fixed place in one
+  arena, and nothing is allocated per inference;
+* the scratch workspace size of the hungriest node.
+
+:meth:`Model.replica` gives a :class:`Replica`: it computes with weight copy ``i`` and owns its
+arena and workspace, so replicas share nothing writable. Replicas run the same compiled code
+on the same inputs, one thread each, and give bit-identical outputs.
+
+Named activations can be read and written between nodes through ``after`` hooks
+(vote points with write-back, fault injection) or :meth:`Replica.buffer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flight import errors
+from flight.memory import ProtectedRegion
+from flight.model.graph import CANONICAL_OPS, Graph, Node
+from flight.model.plan import MemoryPlan, lifetimes, plan
+
+__all__ = ["Model", "ModelError", "Replica"]
+
+_ALIGN_ELEMS = 16  # 64 bytes
+
+
+class ModelError(errors.FlightError, ValueError):
+    """A graph the executor cannot run (bad shapes, unknown op, unknown tensor names...)."""
+
+
+def _kernels() -> Any:
+    """The kernel table; imported on first use (numba is heavy), after the JIT cache is set."""
+    from flight import jitcache
+
+    jitcache.configure()
+    import flight.kernels as kernels
+
+    return kernels
+
+
+def _nelems(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+@dataclass
+class _Step:
+    node: Node
+    fn: Callable[..., None]
+    inputs: list[str]
+    attrs: dict[str, Any]
+
+
+@dataclass
+class WeightLayout:
+    """Where each executable weight tensor lives in the weight image (float32 elements)."""
+
+    offsets: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    elements: int = 0
+
+    def add(self, name: str, shape: tuple[int, ...]) -> int:
+        offset = -(-self.elements // _ALIGN_ELEMS) * _ALIGN_ELEMS
+        self.offsets[name] = (offset, shape)
+        self.elements = offset + _nelems(shape)
+        return offset
+
+
+class Model:
+    """A canonical graph with protected weights, a memory plan and per-replica executors."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        copies: int = 3,
+        block_size: int = 4096,
+        pinned: tuple[str, ...] = (),
+    ) -> None:
+        kernels = _kernels()
+        self.graph = graph
+        self._check(graph, kernels)
+        self.input_names = [name for name, _ in graph.inputs]
+        self.output_names = [name for name, _ in graph.outputs]
+        self.shapes = dict(graph.shapes)
+        for name, shape in [*graph.inputs, *graph.outputs]:
+            self.shapes[name] = tuple(shape)
+
+        # Executable weights: pack Conv weights once; the packed form is what flies.
+        self.node_attrs: list[dict[str, Any]] = []
+        executable: dict[str, np.ndarray] = {}
+        self.node_inputs: list[list[str]] = []
+        for node in graph.nodes:
+            attrs = dict(node.attrs)
+            inputs = list(node.inputs)
+            if node.op == "Conv" and inputs[1] in graph.tensors:
+                packed_name = f"{inputs[1]}@packed{attrs.get('group', 1)}"
+                if packed_name not in executable:
+                    weight = np.ascontiguousarray(graph.tensors[inputs[1]], dtype=np.float32)
+                    executable[packed_name] = kernels.pack_conv_weights(
+                        weight, int(attrs.get("group", 1))
+                    )
+                inputs[1] = packed_name
+                attrs["packed"] = True
+            for name in inputs:
+                if name and name in graph.tensors and name not in executable:
+                    executable[name] = np.ascontiguousarray(graph.tensors[name], dtype=np.float32)
+            self.node_attrs.append(attrs)
+            self.node_inputs.append(inputs)
+
+        self.layout = WeightLayout()
+        for name, array in executable.items():
+            self.layout.add(name, array.shape)
+        image = np.zeros(max(self.layout.elements, 1), dtype=np.float32)
+        for name, array in executable.items():
+            offset, shape = self.layout.offsets[name]
+            image[offset : offset + array.size] = array.reshape(-1)
+        #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
+        self.weights = ProtectedRegion(
+            f"weights:{graph.name}", image, copies=copies, block_size=block_size
+        )
+
+        # Static memory plan over every activation (graph inputs included).
+        sizes = {name: 4 * _nelems(self.shapes[name]) for name in self.shapes}
+        sizes = {k: v for k, v in sizes.items() if k not in executable and k not in graph.tensors}
+        self.pinned = tuple(dict.fromkeys([*self.output_names, *pinned]))
+        for name in self.pinned:
+            if name not in sizes:
+                raise ModelError(f"cannot pin {name!r}: not an activation of {graph.name!r}")
+        order = [
+            (inputs, node.outputs)
+            for inputs, node in zip(self.node_inputs, graph.nodes, strict=True)
+        ]
+        self.lives = lifetimes(order, sizes, inputs=self.input_names, pinned=self.pinned)
+        self.plan: MemoryPlan = plan(self.lives)
+
+        ws = 0
+        for node, inputs, attrs in zip(graph.nodes, self.node_inputs, self.node_attrs, strict=True):
+            shapes_in = [self._shape_of(name, executable) for name in inputs if name]
+            shapes_out = [self.shapes[name] for name in node.outputs]
+            ws = max(ws, kernels.workspace_size(node.op, shapes_in, shapes_out, attrs))
+        self.workspace_elements = ws
+        self._replicas: dict[int, Replica] = {}
+
+    # --- validation -----------------------------------------------------------------------
+    @staticmethod
+    def _check(graph: Graph, kernels: Any) -> None:
+        known = set(graph.tensors) | {name for name, _ in graph.inputs}
+        for node in graph.nodes:
+            if node.op not in CANONICAL_OPS or node.op not in kernels.OPS:
+                raise ModelError(f"node {node.name!r}: op {node.op!r} is not a flight op")
+            for name in node.inputs:
+                if name and name not in known:
+                    raise ModelError(f"node {node.name!r} reads {name!r} before anything writes it")
+            for name in node.outputs:
+                if name in known:
+                    raise ModelError(f"node {node.name!r} writes {name!r}, already defined")
+                if name not in graph.shapes:
+                    raise ModelError(f"tensor {name!r} has no static shape")
+                known.add(name)
+        for name, _ in graph.outputs:
+            if name not in known:
+                raise ModelError(f"graph output {name!r} is never computed")
+
+    def _shape_of(self, name: str, executable: Mapping[str, np.ndarray]) -> tuple[int, ...]:
+        if name in executable:
+            return tuple(executable[name].shape)
+        return tuple(self.shapes[name])
+
+    # --- replicas ---------------------------------------------------------------------------
+    @property
+    def copies(self) -> int:
+        return self.weights.copies
+
+    def replica(self, index: int) -> Replica:
+        """The executor computing with weight copy ``index`` (created once, then reused)."""
+        if not 0 <= index < self.copies:
+            raise ModelError(f"model has replicas 0..{self.copies - 1}, not {index}")
+        if index not in self._replicas:
+            self._replicas[index] = Replica(self, index)
+        return self._replicas[index]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One inference on replica 0, simplex; returns a copy of the (first) output."""
+        return self.replica(0).run(x)[self.output_names[0]].copy()
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.plan.arena_bytes
+
+    def summary(self) -> dict[str, Any]:
+        graph = self.graph
+        return {
+            "name": graph.name,
+            "nodes": len(graph.nodes),
+            "ops": dict(graph.ops()),
+            "parameters": graph.parameter_count(),
+            "inputs": [(n, list(s)) for n, s in graph.inputs],
+            "outputs": [(n, list(s)) for n, s in graph.outputs],
+            "weight_image_bytes": self.weights.nbytes,
+            "weight_copies": self.copies,
+            "arena_bytes_per_replica": self.plan.arena_bytes,
+            "arena_bytes_without_reuse": self.plan.naive_bytes,
+            "workspace_bytes_per_replica": 4 * self.workspace_elements,
+        }
+
+
+class Replica:
+    """One replica's executor: weight copy ``index``, its own arena and workspace."""
+
+    def __init__(self, model: Model, index: int) -> None:
+        kernels = _kernels()
+        self.model = model
+        self.index = index
+        self.arena = np.zeros(max(model.plan.arena_bytes // 4, 1), dtype=np.float32)
+        self.workspace = np.zeros(max(model.workspace_elements, 1), dtype=np.float32)
+        weights = model.weights.copy(index)  # read-only: a replica never writes its weights
+        self._views: dict[str, np.ndarray] = {}
+        for name, (offset, shape) in model.layout.offsets.items():
+            self._views[name] = weights[offset : offset + _nelems(shape)].reshape(shape)
+        for life in model.lives:
+            start = model.plan.offsets[life.name] // 4
+            shape = model.shapes[life.name]
+            self._views[life.name] = self.arena[start : start + _nelems(shape)].reshape(shape)
+        self._steps: list[tuple[Node, Callable[..., None], list[Any], list[np.ndarray], dict]] = []
+        for node, inputs, attrs in zip(
+            model.graph.nodes, model.node_inputs, model.node_attrs, strict=True
+        ):
+            ins = [self._views[name] if name else None for name in inputs]
+            outs = [self._views[name] for name in node.outputs]
+            self._steps.append((node, kernels.OPS[node.op], ins, outs, attrs))
+
+    def buffer(self, name: str) -> np.ndarray:
+        """The live view of an activation (valid until a later node reuses its memory, unless
+        it is pinned) or of a weight tensor (read-only)."""
+        try:
+            return self._views[name]
+        except KeyError:
+            raise ModelError(f"no tensor {name!r} in {self.model.graph.name!r}") from None
+
+    def run(
+        self,
+        x: np.ndarray | Mapping[str, np.ndarray],
+        *,
+        after: Mapping[str, Callable[[np.ndarray], None]] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run one inference; returns views of the outputs (pinned, valid until the next run).
+
+        ``after`` maps activation names to callbacks that get the buffer right after the node
+        that writes it (and may modify it: vote-point write-back, fault injection).
+        """
+        feeds = x if isinstance(x, Mapping) else {self.model.input_names[0]: x}
+        for name in self.model.input_names:
+            if name not in feeds:
+                raise ModelError(f"missing input {name!r}")
+            value = np.asarray(feeds[name])
+            target = self._views[name]
+            if value.shape != target.shape:
+                raise ModelError(
+                    f"input {name!r} has shape {value.shape}, the model takes {target.shape}"
+                )
+            np.copyto(target, value, casting="same_kind")
+        ws = self.workspace
+        if after:
+            unknown = set(after) - set(self._views)
+            if unknown:
+                raise ModelError(f"no such activations for hooks: {sorted(unknown)}")
+            for node, fn, ins, outs, attrs in self._steps:
+                fn(ins, outs, attrs, ws)
+                for name, out in zip(node.outputs, outs, strict=True):
+                    hook = after.get(name)
+                    if hook is not None:
+                        hook(out)
+        else:
+            for _node, fn, ins, outs, attrs in self._steps:
+                fn(ins, outs, attrs, ws)
+        return {name: self._views[name] for name in self.model.output_names}
