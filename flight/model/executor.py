@@ -102,8 +102,9 @@ class Model:
         for node in graph.nodes:
             attrs = dict(node.attrs)
             inputs = list(node.inputs)
-            if node.op == "Conv" and inputs[1] in graph.tensors:
-                packed_name = f"{inputs[1]}@packed{attrs.get('group', 1)}"
+            if node.op == "Conv" and self._packable(node, graph):
+                group = int(attrs.get("group", 1))
+                packed_name = f"{inputs[1]}@packed{group}"
                 if packed_name not in executable:
                     weight = np.ascontiguousarray(graph.tensors[inputs[1]], dtype=np.float32)
                     executable[packed_name] = kernels.pack_conv_weights(
@@ -150,6 +151,15 @@ class Model:
             ws = max(ws, kernels.workspace_size(node.op, shapes_in, shapes_out, attrs))
         self.workspace_elements = ws
         self._replicas: dict[int, Replica] = {}
+
+    @staticmethod
+    def _packable(node: Node, graph: Graph) -> bool:
+        """Conv weights are packed for the GEMM micro-kernel, except depthwise ones (they have
+        their own direct kernel and take plain weights)."""
+        weight = graph.tensors.get(node.inputs[1])
+        if weight is None or weight.ndim != 4:
+            return False
+        return not (int(node.attrs.get("group", 1)) > 1 and weight.shape[1] == 1)
 
     # --- validation -----------------------------------------------------------------------
     @staticmethod

@@ -47,8 +47,13 @@ class GraphBuilder:
         if bias:
             inputs.append(self.const((self.rng.standard_normal(c_out) * 0.1).astype(np.float32)))
         return self.node(
-            "Conv", inputs, kernel_shape=[k, k], strides=[stride, stride],
-            pads=[pad] * 4, group=group, dilations=[dilation, dilation],
+            "Conv",
+            inputs,
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+            group=group,
+            dilations=[dilation, dilation],
         )
 
     def bn(self, x, c):
@@ -127,8 +132,15 @@ def mobilenet_v2_like(opset: int = 13, size: int = 224, seed: int = 1) -> onnx.M
     g = GraphBuilder(opset, seed)
     x = g.relu6(g.bn(g.conv("x", 3, 32, 3, stride=2, bias=False), 32))
     c_in = 32
-    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 2, 2), (6, 96, 1, 1),
-                (6, 160, 2, 2), (6, 320, 1, 1)]
+    settings = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 2, 2),
+        (6, 96, 1, 1),
+        (6, 160, 2, 2),
+        (6, 320, 1, 1),
+    ]
     for expand, c_out, repeats, stride in settings:
         for i in range(repeats):
             s = stride if i == 0 else 1
@@ -136,7 +148,9 @@ def mobilenet_v2_like(opset: int = 13, size: int = 224, seed: int = 1) -> onnx.M
             y = x
             if expand != 1:
                 y = g.relu6(g.bn(g.conv(y, c_in, hidden, 1, pad=0, bias=False), hidden))
-            y = g.relu6(g.bn(g.conv(y, hidden, hidden, 3, stride=s, group=hidden, bias=False), hidden))
+            y = g.relu6(
+                g.bn(g.conv(y, hidden, hidden, 3, stride=s, group=hidden, bias=False), hidden)
+            )
             y = g.bn(g.conv(y, hidden, c_out, 1, pad=0, bias=False), c_out)
             x = g.node("Add", [x, y]) if s == 1 and c_in == c_out else y
             c_in = c_out
@@ -156,8 +170,9 @@ def squeezenet_like(opset: int = 13, size: int = 224, seed: int = 2) -> onnx.Mod
         pool["ceil_mode"] = 1
     x = g.node("MaxPool", [x], **pool)
     c_in = 64
-    for i, (sq, ex) in enumerate([(16, 64), (16, 64), (32, 128), (32, 128), (48, 192),
-                                  (48, 192), (64, 256), (64, 256)]):
+    for i, (sq, ex) in enumerate(
+        [(16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192), (64, 256), (64, 256)]
+    ):
         s = g.relu(g.conv(x, c_in, sq, 1, pad=0))
         e1 = g.relu(g.conv(s, sq, ex, 1, pad=0))
         e3 = g.relu(g.conv(s, sq, ex, 3, pad=1))
