@@ -187,7 +187,8 @@ def squeezenet_like(opset: int = 13, size: int = 224, seed: int = 2) -> onnx.Mod
     return g.build([1, 3, size, size], out, [1, 1000])
 
 
-def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+def ort_run(model: onnx.ModelProto, feeds: np.ndarray | dict) -> np.ndarray:
+    """onnxruntime on the CPU with one thread: the reference the tests compare against."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -196,5 +197,6 @@ def ort_run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: x})[0]
+    if not isinstance(feeds, dict):
+        feeds = {session.get_inputs()[0].name: feeds}
+    return session.run(None, feeds)[0]
