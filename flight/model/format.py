@@ -95,7 +95,6 @@ import contextlib
 import math
 import os
 import struct
-import tempfile
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -345,6 +344,8 @@ def save(
 
 
 def _write_atomic(path: str, data: bytes) -> None:
+    import tempfile  # ground-side only: kept off the board's import path
+
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
@@ -579,6 +580,12 @@ def _scan(buf: memoryview, limits: Limits) -> None:
     Python fallback recurses)."""
     end, pos, todo, objects = len(buf), 0, 1, 0
     stack: list[int] = []
+    caps = {
+        "bin": limits.max_tensor_bytes,
+        "str": limits.max_str_len,
+        "array": limits.max_container_len,
+        "map": limits.max_container_len,
+    }
     while todo or stack:
         if not todo:
             todo = stack.pop()
@@ -593,11 +600,12 @@ def _scan(buf: memoryview, limits: Limits) -> None:
         todo -= 1
         if code < 0x80 or code >= 0xE0:  # fixint
             continue
-        if code < 0xA0:  # fixmap, fixarray
-            count = (code & 0x0F) * (2 if code < 0x90 else 1)
-        elif code < 0xC0:  # fixstr
-            pos += code & 0x1F
-            continue
+        if code < 0x90:
+            kind, length = "map", code & 0x0F
+        elif code < 0xA0:
+            kind, length = "array", code & 0x0F
+        elif code < 0xC0:
+            kind, length = "str", code & 0x1F
         elif code in _FIXED:
             pos += _FIXED[code]
             continue
@@ -607,31 +615,23 @@ def _scan(buf: memoryview, limits: Limits) -> None:
                 raise ModelTruncatedError(f"body ends at byte {end} inside a {kind} length")
             (length,) = struct.unpack_from(_LENGTH_FORMAT[width], buf, pos)
             pos += width
-            _check_length(kind, length, limits)
-            if kind in ("bin", "str"):
-                pos += length
-                continue
-            count = length * 2 if kind == "map" else length
         else:
             raise ModelSchemaError(f"msgpack type byte {code:#04x} at body byte {pos - 1}")
-        if count:
+        if length > caps[kind]:
+            raise ModelLimitError(
+                f"msgpack {kind} of declared length {length} exceeds {caps[kind]}"
+            )
+        if kind in ("bin", "str"):
+            pos += length
+        elif length:
             stack.append(todo)
-            todo = count
+            todo = length * 2 if kind == "map" else length
             if len(stack) > limits.max_depth:
                 raise ModelLimitError(f"body nests deeper than max_depth={limits.max_depth}")
     if pos > end:
         raise ModelTruncatedError(f"body ends at byte {end}, a msgpack object needs {pos}")
     if pos < end:
         raise ModelSchemaError(f"{end - pos} stray bytes after the body document")
-
-
-def _check_length(kind: str, length: int, limits: Limits) -> None:
-    limit = {
-        "bin": limits.max_tensor_bytes,
-        "str": limits.max_str_len,
-    }.get(kind, limits.max_container_len)
-    if length > limit:
-        raise ModelLimitError(f"msgpack {kind} of declared length {length} exceeds {limit}")
 
 
 def _unpack_body(body: memoryview, limits: Limits) -> Any:
