@@ -1,0 +1,75 @@
+"""Between the canonical graph and the ``.flm`` file: save, load, and load-to-run.
+
+:func:`load` is what a board calls: read and fully validate the file (CRCs, limits, schema,
+graph; :mod:`flight.model.format`), accept only flight's canonical ops, and build a
+:class:`~flight.model.executor.Model` whose weights sit in protected memory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flight.model import format as flm
+from flight.model.graph import CANONICAL_OPS, Graph, Node
+
+__all__ = ["PRODUCER", "from_model_file", "load", "load_graph", "save", "to_model_file"]
+
+PRODUCER = "flight 0.1"
+
+
+def to_model_file(graph: Graph, producer: str = PRODUCER) -> flm.ModelFile:
+    """The file form of a canonical graph (every activation's static shape in value_info)."""
+
+    def info(name: str, shape: tuple[int, ...]) -> flm.ValueInfo:
+        return flm.ValueInfo(name, "float32", tuple(int(d) for d in shape))
+
+    graph_def = flm.GraphDef(
+        name=graph.name,
+        inputs=tuple(info(n, s) for n, s in graph.inputs),
+        outputs=tuple(info(n, s) for n, s in graph.outputs),
+        nodes=tuple(
+            flm.NodeDef(n.name, n.op, tuple(n.inputs), tuple(n.outputs), dict(n.attrs))
+            for n in graph.nodes
+        ),
+        value_info={name: info(name, shape) for name, shape in graph.shapes.items()},
+    )
+    return flm.ModelFile(
+        graph=graph_def,
+        tensors=dict(graph.tensors),
+        metadata=dict(graph.metadata),
+        producer=producer,
+    )
+
+
+def from_model_file(model: flm.ModelFile) -> Graph:
+    """The canonical graph of a loaded file, nodes in execution order."""
+    graph_def = model.graph
+    order = flm.topological_order(graph_def)
+    nodes = [graph_def.nodes[i] for i in order]
+    return Graph(
+        name=graph_def.name,
+        inputs=[(v.name, tuple(v.shape)) for v in graph_def.inputs],
+        outputs=[(v.name, tuple(v.shape)) for v in graph_def.outputs],
+        nodes=[Node(n.name, n.op, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in nodes],
+        shapes={name: tuple(v.shape) for name, v in graph_def.value_info.items()},
+        tensors=dict(model.tensors),
+        metadata=dict(model.metadata),
+    )
+
+
+def save(graph: Graph, target: str | os.PathLike[str], producer: str = PRODUCER) -> None:
+    """Write a canonical graph as a ``.flm`` file (atomically)."""
+    flm.save(target, to_model_file(graph, producer), allowed_ops=CANONICAL_OPS)
+
+
+def load_graph(source: Any) -> Graph:
+    """Read and validate a ``.flm`` file; only flight's canonical ops are accepted."""
+    return from_model_file(flm.load(source, allowed_ops=CANONICAL_OPS))
+
+
+def load(source: Any, *, copies: int = 3, block_size: int = 4096, pinned: tuple[str, ...] = ()):
+    """Load a ``.flm`` file into a runnable :class:`~flight.model.executor.Model`."""
+    from flight.model.executor import Model
+
+    return Model(load_graph(source), copies=copies, block_size=block_size, pinned=pinned)

@@ -1,0 +1,89 @@
+"""Redundant execution of a model: simplex, duplicate-with-compare, or TMR in time.
+
+*Time* placement: the replicas run one after the other in this process, each on its own weight
+copy and its own activation arena, and their outputs are compared (DWC) or voted word by word
+(TMR) by the native voter. A word where all three replicas differ means the output is
+**withheld**: flagged, never delivered as good. DWC re-executes once on a mismatch (a transient
+upset is gone the second time) and withholds the output if the copies still disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from flight import errors
+from flight.model.executor import Model
+from flight.vote import compare, prepare
+
+__all__ = ["MODES", "RedundantResult", "RedundantRunner"]
+
+Mode = Literal["none", "dwc", "tmr"]
+MODES: tuple[str, ...] = ("none", "dwc", "tmr")
+
+
+@dataclass
+class RedundantResult:
+    """One redundant inference. ``output`` is None when the result is withheld."""
+
+    output: np.ndarray | None
+    delivered: bool
+    corrected: int = 0  # TMR: words in which a replica was outvoted
+    lost: tuple[int, int, int] = (0, 0, 0)  # TMR: words each replica lost
+    no_majority: int = 0  # TMR: words where all three differ
+    mismatches: int = 0  # DWC: mismatching words on the first execution
+    reexecuted: bool = False  # DWC: a mismatch triggered a second execution
+
+
+class RedundantRunner:
+    """Runs a model's first output under a redundancy mode, reusing fixed buffers."""
+
+    def __init__(self, model: Model, mode: Mode = "tmr") -> None:
+        if mode not in MODES:
+            raise errors.ConfigError(f"redundancy must be one of {MODES}, not {mode!r}")
+        needed = {"none": 1, "dwc": 2, "tmr": 3}[mode]
+        if model.copies < needed:
+            raise errors.ConfigError(
+                f"{mode} needs {needed} weight copies; the model was loaded with {model.copies}"
+            )
+        self.model = model
+        self.mode = mode
+        self.output_name = model.output_names[0]
+        self.replicas = [model.replica(i) for i in range(needed)]
+        outs = [r.buffer(self.output_name) for r in self.replicas]
+        self._voted = np.empty_like(outs[0])
+        self._vote = prepare(*outs, self._voted) if mode == "tmr" else None
+
+    def _outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        return [r.run(x)[self.output_name] for r in self.replicas]
+
+    def run(self, x: np.ndarray) -> RedundantResult:
+        """One inference; the returned output is a fresh array (safe to keep)."""
+        outs = self._outputs(x)
+        if self.mode == "none":
+            return RedundantResult(outs[0].copy(), True)
+        if self.mode == "dwc":
+            first = compare(outs[0], outs[1])
+            if first.equal:
+                return RedundantResult(outs[0].copy(), True)
+            outs = self._outputs(x)
+            again = compare(outs[0], outs[1])
+            delivered = again.equal
+            return RedundantResult(
+                outs[0].copy() if delivered else None,
+                delivered,
+                mismatches=first.mismatches,
+                reexecuted=True,
+            )
+        assert self._vote is not None
+        result = self._vote.words()
+        delivered = result.no_majority == 0
+        return RedundantResult(
+            self._voted.copy() if delivered else None,
+            delivered,
+            corrected=result.corrected,
+            lost=result.lost,
+            no_majority=result.no_majority,
+        )
