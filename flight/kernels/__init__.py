@@ -83,8 +83,7 @@ def _act_attrs(attrs: Mapping[str, Any]) -> tuple[int, float, float]:
     return act, alpha, beta
 
 
-def _conv_geometry(x_shape, w_shape, out_shape, attrs):
-    nd = len(x_shape) - 2
+def _conv_geometry(nd, attrs):
     s = _spatial(attrs, "strides", nd, 1)
     d = _spatial(attrs, "dilations", nd, 1)
     return s, d, _pads(attrs, nd)
@@ -94,7 +93,7 @@ def _op_conv(inputs, outputs, attrs, ws):
     x = _as4d(inputs[0])
     out = _as4d(outputs[0])
     b = inputs[2] if len(inputs) > 2 and inputs[2] is not None else _EMPTY
-    s, d, p = _conv_geometry(inputs[0].shape, None, outputs[0].shape, attrs)
+    s, d, p = _conv_geometry(inputs[0].ndim - 2, attrs)
     group = int(attrs.get("group", 1))
     act, a, bb = _act_attrs(attrs)
     if ws is None:
@@ -111,8 +110,9 @@ def _op_conv(inputs, outputs, attrs, ws):
 
 
 def _ws_conv(inputs, outputs, attrs) -> int:
-    x_shape = _as4d(np.empty(inputs[0].shape if hasattr(inputs[0], "shape") else inputs[0],
-                             np.uint8)).shape
+    x_shape = tuple(inputs[0].shape) if hasattr(inputs[0], "shape") else tuple(inputs[0])
+    nd = len(x_shape) - 2
+    x_shape = x_shape if nd == 2 else (x_shape[0], x_shape[1], 1, x_shape[2])
     o_shape = outputs[0].shape if hasattr(outputs[0], "shape") else tuple(outputs[0])
     o_shape = o_shape if len(o_shape) == 4 else (o_shape[0], o_shape[1], 1, o_shape[2])
     group = int(attrs.get("group", 1))
@@ -123,7 +123,7 @@ def _ws_conv(inputs, outputs, attrs) -> int:
     else:
         ws_ = inputs[1].shape if hasattr(inputs[1], "shape") else tuple(inputs[1])
         w_shape = ws_ if len(ws_) == 4 else (ws_[0], ws_[1], 1, ws_[2])
-    s, d, p = _conv_geometry(x_shape, w_shape, o_shape, attrs)
+    s, d, p = _conv_geometry(nd, attrs)
     return conv_workspace_size(x_shape, w_shape, o_shape, (s[0], s[1]), p, (d[0], d[1]), group)
 
 
