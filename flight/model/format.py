@@ -475,7 +475,8 @@ def load(
     Checks, in order: size, envelope layout and version, body CRC, body structure (depth,
     lengths, object count) before msgpack builds it, then every field, every tensor's size and
     CRC, and the graph (unique names, nothing dangling, ``allowed_ops``, acyclic). Raises a
-    specific :class:`ModelFormatError` subclass on the first problem found."""
+    specific :class:`ModelFormatError` subclass on the first problem found; I/O errors reading
+    a path or file stay ``OSError``."""
     data = _read_source(source, limits)
     body = _open_envelope(data, limits)
     doc = _unpack_body(body, limits)
@@ -988,7 +989,8 @@ def topological_order(graph: GraphDef) -> list[int]:
 
 
 def info(model: ModelFile) -> dict[str, Any]:
-    """A JSON-ready summary for ``flight model info``: what the model is and what it costs."""
+    """A JSON-ready summary for ``flight model info``: what the model is and what it costs.
+    Parameters are the initializers (``tensors``); tensor-valued attributes are not counted."""
     graph = model.graph
     ops = Counter(node.op for node in graph.nodes)
     return {

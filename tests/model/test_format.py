@@ -364,9 +364,10 @@ def test_check_value_of_a_fixed_tiny_model():
 
 def _chain(order: list[int], edges: list[tuple[int, int]]) -> GraphDef:
     """Nodes n0..nk listed in ``order``; node j reads node i's output for each edge (i, j)."""
-    count = len(order)
-    inputs = {j: [f"v{i}" for i, jj in edges if jj == j] or ["x"] for j in range(count)}
-    nodes = [NodeDef(f"n{j}", "Add", inputs[j], [f"v{j}"]) for j in order]
+    inputs: dict[int, list[str]] = {j: [] for j in order}
+    for i, j in edges:
+        inputs[j].append(f"v{i}")
+    nodes = [NodeDef(f"n{j}", "Add", inputs[j] or ["x"], [f"v{j}"]) for j in order]
     return GraphDef("g", [ValueInfo("x", "float32", (1,))], [], nodes)
 
 
@@ -441,8 +442,30 @@ def test_limits_are_validated_and_errors_fit_the_tree():
         assert issubclass(error, FlightError) and issubclass(error, ValueError)
 
 
+def test_long_chains_sort_without_recursion_and_load():
+    """Kahn's algorithm is iterative: a 5000-node chain listed backwards sorts, a 5000-node
+    ring is a cycle, and a 1000-node model round-trips through a file."""
+    count = 5000
+    edges = [(i, i + 1) for i in range(count - 1)]
+    backwards = _chain(list(range(count))[::-1], edges)
+    assert topological_order(backwards) == list(range(count))[::-1]
+    ring = _chain(list(range(count)), [*edges, (count - 1, 0)])
+    with pytest.raises(ModelCycleError):
+        topological_order(ring)
+    graph = _chain(list(range(1000))[::-1], edges[:999])
+    graph = dataclasses.replace(graph, outputs=[ValueInfo("v999", "float32", (1,))])
+    loaded = load(dumps(ModelFile(graph)))
+    assert [loaded.graph.nodes[i].name for i in topological_order(loaded.graph)][:2] == [
+        "n0",
+        "n1",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Truncation and corruption
+
+# ~200 examples by default, more under the "thorough" hypothesis profile (tests/conftest.py).
+EXAMPLES = max(200, settings.default.max_examples)
 
 N = len(_body_of(MODEL_BYTES))
 
@@ -461,13 +484,13 @@ def _flip_error(position: int) -> type | tuple[type, ...]:
 
 
 @given(st.integers(0, len(MODEL_BYTES) - 1))
-@settings(max_examples=200)
+@settings(max_examples=EXAMPLES)
 def test_every_truncation_is_reported_as_truncation(length):
     _raises_specific(MODEL_BYTES[:length], ModelTruncatedError)
 
 
 @given(st.integers(0, len(MODEL_BYTES) - 1), st.integers(1, 255))
-@settings(max_examples=200)
+@settings(max_examples=EXAMPLES)
 def test_any_changed_byte_is_rejected_with_the_right_error(position, xor):
     data = bytearray(MODEL_BYTES)
     data[position] ^= xor
@@ -499,7 +522,7 @@ def test_corrupted_tensor_behind_a_valid_envelope_fails_its_own_crc():
 
 
 @given(st.integers(0, N - 1), st.integers(1, 255))
-@settings(max_examples=200)
+@settings(max_examples=EXAMPLES)
 def test_changed_body_byte_behind_a_valid_crc_never_escapes_the_error_tree(position, xor):
     """Evil edits past the envelope CRC: rejected specifically, or a self-consistent model."""
     body = bytearray(_body_of(MODEL_BYTES))
@@ -530,14 +553,14 @@ _msgpack_values = st.recursive(
 
 
 @given(_msgpack_values)
-@settings(max_examples=100)
+@settings(max_examples=EXAMPLES // 2)
 def test_random_documents_as_body_are_rejected(doc):
     with pytest.raises(ModelSchemaError):
         _load_doc(doc)
 
 
 @given(st.binary(max_size=64))
-@settings(max_examples=100)
+@settings(max_examples=EXAMPLES // 2)
 def test_random_bytes_as_body_are_rejected(body):
     with pytest.raises(ModelFormatError) as caught:
         load(_wrap(body))
