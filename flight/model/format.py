@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import struct
 from collections import Counter
@@ -257,7 +258,8 @@ class ValueInfo:
     shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(self.shape))
+        # numpy integers are welcome (converters compute shapes with numpy); "N" or 3.0 are not
+        object.__setattr__(self, "shape", tuple(operator.index(d) for d in self.shape))
 
 
 @dataclass(frozen=True)
@@ -661,13 +663,16 @@ def _unpack_body(body: memoryview, limits: Limits) -> Any:
 
 
 def _unique_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
+    """msgpack keeps the last of repeated keys; a repeated key could hide a second value, so it
+    is an error. Keys must be str (msgpack's strict_map_key still lets bin keys through)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[Any] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ModelSchemaError(f"map key {_short(repeated)} appears twice")
+    for key in result:
         if type(key) is not str:
-            raise ModelSchemaError(f"map key of type {type(key).__name__}; keys must be str")
-        if key in result:
-            raise ModelSchemaError(f"map key {_short(key)} appears twice")
-        result[key] = value
+            raise ModelSchemaError(f"map key of type {_type(key)}; keys must be str")
     return result
 
 

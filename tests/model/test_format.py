@@ -265,6 +265,10 @@ def test_writer_normalizes_byte_order_numpy_scalars_and_tuples():
     assert loaded.tensors["w"].tobytes() == _model().tensors["w"].tobytes()
     assert loaded.tensors["b"].dtype == np.float64
     assert loaded.graph.nodes[0].attrs == {"group": 1, "pads": [1, 1, 1, 1]}
+    shape = ValueInfo("x", "float32", np.array([1, 1, 4, 4])).shape
+    assert shape == (1, 1, 4, 4) and all(type(d) is int for d in shape)
+    with pytest.raises(TypeError):
+        ValueInfo("x", "float32", ("N", 3))  # shapes are static
 
 
 @pytest.mark.parametrize(
