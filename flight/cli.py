@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from flight import __version__
 
@@ -27,6 +28,130 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    try:
+        name, dims = text.split("=", 1)
+        return name, tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=D1,D2,... (e.g. input=1,3,224,224)"
+        ) from None
+
+
+def _cmd_model_convert(args: argparse.Namespace) -> int:
+    from flight.model import io
+    from flight.model.onnx_import import convert_onnx
+
+    graph = convert_onnx(
+        args.onnx,
+        dict(args.input_shape or []),
+        fold_batchnorm=not args.no_fold_batchnorm,
+        fuse_activations=not args.no_fuse_activations,
+    )
+    io.save(graph, args.output, producer=f"flight {__version__} (from {args.onnx})")
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(graph.ops().items()))
+    print(
+        f"wrote {args.output}: {len(graph.nodes)} nodes ({ops}), "
+        f"{graph.parameter_count():,} parameters"
+    )
+    return 0
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from flight.model import format as flm
+    from flight.model import io
+
+    try:
+        model_file = flm.load(args.model)
+    except flm.ModelFormatError as exc:
+        result = {"file": args.model, "crc": "FAILED", "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(result) if args.json else f"{args.model}: {result['error']}")
+        return 1
+    summary = {
+        "file": args.model,
+        "crc": f"ok (file and {len(model_file.tensors)} tensors)",
+        **flm.info(model_file),
+    }
+    try:
+        model = io.load(args.model, copies=1)
+        summary["memory_plan"] = model.summary()
+    except Exception as exc:  # a valid file flight cannot run: say why, do not crash
+        summary["memory_plan"] = f"cannot plan: {type(exc).__name__}: {exc}"
+    if args.json:
+        print(json.dumps(summary, default=str, indent=2))
+        return 0
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_model_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from flight.model import io
+    from flight.redundancy import RedundantRunner
+
+    copies = {"none": 1, "dwc": 2, "tmr": 3}[args.redundancy]
+    model = io.load(args.model, copies=copies)
+    runner = RedundantRunner(model, args.redundancy)
+    x = np.load(args.input)
+    in_shape = model.shapes[model.input_names[0]]
+    if tuple(x.shape) == tuple(in_shape):
+        samples = [x]
+    elif in_shape[0] == 1 and tuple(x.shape[1:]) == tuple(in_shape[1:]):
+        samples = [x[i : i + 1] for i in range(x.shape[0])]
+    else:
+        print(f"input shape {x.shape} does not fit the model's {tuple(in_shape)}", file=sys.stderr)
+        return 2
+    outputs, withheld, corrected = [], 0, 0
+    for sample in samples:
+        result = runner.run(sample.astype(np.float32, copy=False))
+        corrected += int(result.corrected > 0)
+        if result.delivered:
+            outputs.append(result.output)
+        else:
+            withheld += 1
+            outputs.append(np.full(model.shapes[runner.output_name], np.nan, np.float32))
+    y = outputs[0] if len(samples) == 1 and x.shape == tuple(in_shape) else np.concatenate(outputs)
+    np.save(args.output, y)
+    print(
+        json.dumps(
+            {
+                "samples": len(samples),
+                "redundancy": args.redundancy,
+                "withheld": withheld,
+                "corrected": corrected,
+                "output": args.output,
+            }
+        )
+    )
+    return 0 if withheld == 0 else 3
+
+
+def _cmd_cache_build(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    os.environ["NUMBA_CACHE_DIR"] = os.path.abspath(args.directory)
+    from flight.model.warmup import warm_up
+
+    started = time.perf_counter()
+    models = warm_up()
+    files = [p for p in Path(args.directory).rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    print(
+        f"compiled every kernel for {', '.join(models)} in "
+        f"{time.perf_counter() - started:.1f} s: {len(files)} files, {size / 1e6:.1f} MB "
+        f"in {args.directory}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flight",
@@ -43,16 +168,58 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--upsets", type=int, default=64, help="blocks to hit with a bit flip")
     selftest.add_argument("--json", action="store_true", help="machine-readable result")
     selftest.set_defaults(func=_cmd_selftest)
+
+    model = sub.add_parser("model", help="convert, inspect and run models")
+    model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    convert = model_sub.add_parser("convert", help="ONNX in, flight model (.flm) out")
+    convert.add_argument("onnx", help="the ONNX model")
+    convert.add_argument("-o", "--output", required=True, help="the .flm file to write")
+    convert.add_argument(
+        "--input-shape",
+        type=_shape_arg,
+        action="append",
+        metavar="NAME=D1,D2,...",
+        help="static shape of an input (repeatable)",
+    )
+    convert.add_argument("--no-fold-batchnorm", action="store_true")
+    convert.add_argument("--no-fuse-activations", action="store_true")
+    convert.set_defaults(func=_cmd_model_convert)
+    info = model_sub.add_parser("info", help="graph summary, parameters, memory plan, CRCs")
+    info.add_argument("model")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_cmd_model_info)
+    run = model_sub.add_parser("run", help="run a model on a .npy input")
+    run.add_argument("model")
+    run.add_argument("--input", required=True, help=".npy: one input, or a batch of samples")
+    run.add_argument("--output", required=True, help=".npy to write")
+    run.add_argument("--redundancy", choices=["none", "dwc", "tmr"], default="tmr")
+    run.set_defaults(func=_cmd_model_run)
+
+    cache = sub.add_parser("cache", help="numba kernel cache for read-only images")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    build = cache_sub.add_parser("build", help="precompile every kernel into DIR")
+    build.add_argument("directory")
+    build.set_defaults(func=_cmd_cache_build)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flight import errors
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except errors.FlightError as exc:
+        # Configuration and input errors get one clear line, not a traceback.
+        print(f"flight: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"flight: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
