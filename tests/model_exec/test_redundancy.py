@@ -1,0 +1,96 @@
+"""Simplex, DWC and TMR execution of a model, with upsets in weights and activations."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from flight import errors
+from flight.model import io
+from flight.redundancy import RedundantRunner
+
+DEMO = resources.files("flight") / "data" / "digits_cnn.flm"
+X = np.load(resources.files("flight") / "data" / "digits_test.npz")["x"][:1]
+
+
+@pytest.fixture()
+def model():
+    return io.load(DEMO.read_bytes())
+
+
+def test_tmr_masks_a_corrupted_replica_and_counts_it(model):
+    golden = model.run(X)
+    model.weights.raw(2)[:4096] ^= 0xFF  # replica 2's first weights destroyed
+    result = RedundantRunner(model, "tmr").run(X)
+    assert result.delivered and np.array_equal(result.output, golden)
+    assert result.corrected > 0 and result.lost[2] > 0 and result.lost[:2] == (0, 0)
+
+
+def _corrupt_output(model, replica_index, element, value):
+    """Make one replica's output buffer take ``value`` at ``element`` after every run."""
+    replica = model.replica(replica_index)
+    name = model.output_names[0]
+    original_run = replica.run
+
+    def run(x, **kwargs):
+        out = original_run(x, **kwargs)
+        out[name].reshape(-1)[element] = value
+        return out
+
+    replica.run = run
+
+
+def test_tmr_withholds_when_no_majority(model):
+    runner = RedundantRunner(model, "tmr")
+    for i in range(3):
+        _corrupt_output(model, i, 3, float(i + 100))  # element 3 differs in all three
+    result = runner.run(X)
+    assert not result.delivered and result.output is None
+    assert result.no_majority == 1
+
+
+def test_tmr_two_replicas_agreeing_outvote_the_third(model):
+    runner = RedundantRunner(model, "tmr")
+    golden = model.run(X)
+    _corrupt_output(model, 0, 7, 55.0)
+    result = runner.run(X)
+    assert result.delivered and np.array_equal(result.output, golden)
+    assert result.lost == (1, 0, 0) and result.corrected == 1
+
+
+def test_dwc_delivers_when_equal_and_withholds_persistent_mismatch(model):
+    runner = RedundantRunner(model, "dwc")
+    clean = runner.run(X)
+    assert clean.delivered and not clean.reexecuted
+    model.weights.raw(1)[:2048] ^= 0x10  # a persistent fault: re-execution cannot clear it
+    result = runner.run(X)
+    assert result.reexecuted and not result.delivered and result.output is None
+    assert result.mismatches > 0
+
+
+def test_dwc_reexecution_clears_a_transient_fault(model):
+    runner = RedundantRunner(model, "dwc")
+    replica = model.replica(1)
+    name = model.output_names[0]
+    original_run = replica.run
+    calls = {"n": 0}
+
+    def flaky_run(x, **kwargs):  # an upset in the output buffer, on the first execution only
+        out = original_run(x, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            out[name].reshape(-1).view(np.uint32)[0] ^= 1
+        return out
+
+    replica.run = flaky_run
+    result = runner.run(X)
+    assert result.reexecuted and result.delivered and result.mismatches == 1
+
+
+def test_modes_need_enough_copies():
+    with pytest.raises(errors.ConfigError):
+        RedundantRunner(io.load(DEMO.read_bytes(), copies=1), "tmr")
+    with pytest.raises(errors.ConfigError):
+        RedundantRunner(io.load(DEMO.read_bytes(), copies=2), "quad")
