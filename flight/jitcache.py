@@ -58,7 +58,8 @@ def _fallbacks(environ: dict[str, str]) -> list[Path]:
     return [
         Path(home_cache) / "flight" / "numba",
         Path("/dev/shm") / f"flight-numba-{uid}",
-        Path(environ.get("TMPDIR", tempfile.gettempdir())) / f"flight-numba-{uid}",
+        # not tempfile.gettempdir(): it raises when no temporary directory is writable
+        Path(environ.get("TMPDIR") or "/tmp") / f"flight-numba-{uid}",
     ]
 
 

@@ -1,63 +1,34 @@
-"""Models on board: the flight model file format (:mod:`flight.model.format`)."""
+"""Models on board.
+
+* :func:`load` reads a ``.flm`` file (:mod:`flight.model.format`, fully validated) into a
+  runnable :class:`~flight.model.executor.Model` with its weights in protected memory.
+* :mod:`flight.model.onnx_import` (ground side, ``pip install 'flight[onnx]'``) converts ONNX.
+* :mod:`flight.model.graph` is the canonical graph, :mod:`flight.model.plan` the memory plan.
+
+The file-level API (``dumps``, ``save``, the format errors, ``info``) lives in
+:mod:`flight.model.format`; the most used names are re-exported here.
+"""
 
 from flight.model.format import (
-    DEFAULT_LIMITS,
-    DTYPES,
-    FORMAT_VERSION,
-    MAGIC,
-    AttrValue,
-    GraphDef,
-    Limits,
     ModelChecksumError,
-    ModelCycleError,
-    ModelDanglingError,
-    ModelDuplicateNameError,
     ModelFile,
     ModelFormatError,
-    ModelGraphError,
     ModelLimitError,
-    ModelMagicError,
     ModelSchemaError,
     ModelTruncatedError,
-    ModelUnknownOpError,
-    ModelVersionError,
-    NodeDef,
-    ValueInfo,
-    dumps,
     info,
-    load,
-    save,
-    topological_order,
-    validate_graph,
 )
+from flight.model.io import load, load_graph, save
 
 __all__ = [
-    "DEFAULT_LIMITS",
-    "DTYPES",
-    "FORMAT_VERSION",
-    "MAGIC",
-    "AttrValue",
-    "GraphDef",
-    "Limits",
     "ModelChecksumError",
-    "ModelCycleError",
-    "ModelDanglingError",
-    "ModelDuplicateNameError",
     "ModelFile",
     "ModelFormatError",
-    "ModelGraphError",
     "ModelLimitError",
-    "ModelMagicError",
     "ModelSchemaError",
     "ModelTruncatedError",
-    "ModelUnknownOpError",
-    "ModelVersionError",
-    "NodeDef",
-    "ValueInfo",
-    "dumps",
     "info",
     "load",
+    "load_graph",
     "save",
-    "topological_order",
-    "validate_graph",
 ]
