@@ -105,6 +105,7 @@ TARGETS = {
     "vote_4KiB_us": ("<=", 2.0),
     "prepared_vote_4KiB_us": ("<=", 2.0),
     "scrub_vs_zlib": (">=", 2.0),
+    "resnet18_flight_vs_onnxruntime": ("<=", 1.5),
 }
 
 
@@ -116,7 +117,81 @@ def bench_kernels(quick: bool = False) -> dict:
     return bench_kernels.run()
 
 
-SECTIONS = {"foundation": bench_foundation, "kernels": bench_kernels}
+_START_TO_FIRST_RESULT = """
+import time, numpy as np
+t0 = time.perf_counter()
+from flight.model import load
+model = load({path!r}, copies=1)
+model.run(np.ones(model.shapes[model.input_names[0]], np.float32))
+print(time.perf_counter() - t0)
+"""
+
+
+def _process_time_to_first_result(path: str, cache_dir: str) -> float:
+    """Wall time of a fresh process from start to the first inference, numba cache in cache_dir."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _START_TO_FIRST_RESULT.format(path=path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    del proc
+    return time.perf_counter() - started
+
+
+def bench_model(quick: bool = False) -> dict:
+    """ResNet-18 (batch 1, 224x224) single replica vs onnxruntime with one thread; JIT costs."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "model_exec"))
+    from onnx_models import resnet18
+
+    from flight.model import io
+    from flight.model.executor import Model
+    from flight.model.onnx_import import convert_onnx
+
+    onnx_model = resnet18(13)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    graph = convert_onnx(onnx_model)
+    model = Model(graph, copies=1)
+    replica = model.replica(0)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    repeat = 5 if quick else 15
+    t_flight = best_time(lambda: replica.run(x), repeat=repeat)
+    t_ort = best_time(lambda: session.run(None, {"x": x}), repeat=repeat)
+
+    results = {
+        "resnet18_flight_ms": t_flight * 1e3,
+        "resnet18_onnxruntime_ms": t_ort * 1e3,
+        "resnet18_flight_vs_onnxruntime": t_flight / t_ort,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = str(Path(__file__).resolve().parent.parent / "flight" / "data" / "warmup.flm")
+        path = str(Path(tmp) / "resnet18.flm")
+        io.save(graph, path)
+        cache = str(Path(tmp) / "cache")
+        results["warmup_model_cold_start_s"] = _process_time_to_first_result(demo, cache)
+        results["warmup_model_warm_start_s"] = _process_time_to_first_result(demo, cache)
+        results["resnet18_cold_start_s"] = _process_time_to_first_result(path, cache + "2")
+        results["resnet18_warm_start_s"] = _process_time_to_first_result(path, cache + "2")
+    return results
+
+
+SECTIONS = {"foundation": bench_foundation, "kernels": bench_kernels, "model": bench_model}
 
 
 def _print(section: str, results: dict) -> None:

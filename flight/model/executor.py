@@ -29,6 +29,7 @@ from flight import errors
 from flight.memory import ProtectedRegion
 from flight.model.graph import CANONICAL_OPS, Graph, Node
 from flight.model.plan import MemoryPlan, lifetimes, plan
+from flight.model.shapes import check_node
 
 __all__ = ["Model", "ModelError", "Replica"]
 
@@ -164,22 +165,31 @@ class Model:
     # --- validation -----------------------------------------------------------------------
     @staticmethod
     def _check(graph: Graph, kernels: Any) -> None:
-        known = set(graph.tensors) | {name for name, _ in graph.inputs}
+        """Every node canonical, every name defined before use, every shape exactly what the
+        op computes (shapes.check_node): the kernels do not check bounds, this does."""
+        shapes: dict[str, tuple[int, ...]] = {n: tuple(s) for n, s in graph.inputs}
+        for name, tensor in graph.tensors.items():
+            shapes[name] = tuple(tensor.shape)
         for node in graph.nodes:
             if node.op not in CANONICAL_OPS or node.op not in kernels.OPS:
                 raise ModelError(f"node {node.name!r}: op {node.op!r} is not a flight op")
             for name in node.inputs:
-                if name and name not in known:
+                if name and name not in shapes:
                     raise ModelError(f"node {node.name!r} reads {name!r} before anything writes it")
             for name in node.outputs:
-                if name in known:
+                if name in shapes:
                     raise ModelError(f"node {node.name!r} writes {name!r}, already defined")
                 if name not in graph.shapes:
                     raise ModelError(f"tensor {name!r} has no static shape")
-                known.add(name)
-        for name, _ in graph.outputs:
-            if name not in known:
+            declared = tuple(graph.shapes[node.outputs[0]]) if node.outputs else ()
+            check_node(node, [shapes[n] if n else None for n in node.inputs], declared)
+            for name in node.outputs:
+                shapes[name] = tuple(graph.shapes[name])
+        for name, shape in graph.outputs:
+            if name not in shapes:
                 raise ModelError(f"graph output {name!r} is never computed")
+            if tuple(shape) != shapes[name]:
+                raise ModelError(f"graph output {name!r}: shape {tuple(shape)} != {shapes[name]}")
 
     def _shape_of(self, name: str, executable: Mapping[str, np.ndarray]) -> tuple[int, ...]:
         if name in executable:
