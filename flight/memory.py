@@ -13,6 +13,7 @@ error into a silent one. See docs/memory.md for the layout and the arithmetic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,14 @@ class CheckReport:
 class ProtectedRegion:
     """A named array kept as ``copies`` redundant copies with a protected CRC-32C per block."""
 
-    def __init__(self, name: str, array: Any, copies: int = 3, block_size: int = 4096) -> None:
+    def __init__(
+        self,
+        name: str,
+        array: Any,
+        copies: int = 3,
+        block_size: int = 4096,
+        allocate: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise errors.ConfigError("a protected region needs a non-empty name")
         if not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
@@ -82,7 +90,13 @@ class ProtectedRegion:
         self._block_size = block_size
         self._nblocks = -(-self._nbytes // block_size)
         # Separate allocations: an upset (or a stray write) in one copy leaves the others intact.
-        self._data = [np.empty(self._nbytes, dtype=np.uint8) for _ in range(copies)]
+        # ``allocate(nbytes) -> uint8 array`` places them elsewhere, e.g. in memory shared with
+        # forked partitions (flight.shm.shared_bytes).
+        make = allocate or (lambda n: np.empty(n, dtype=np.uint8))
+        self._data = [make(self._nbytes) for _ in range(copies)]
+        for copy in self._data:
+            if copy.dtype != np.uint8 or copy.shape != (self._nbytes,):
+                raise errors.ConfigError(f"region {name!r}: allocate() returned a wrong buffer")
         self._tables = [np.zeros(self._nblocks, dtype=np.uint32) for _ in range(CRC_TABLE_COPIES)]
         self._suspect: set[int] = set()
         self.write(source)

@@ -86,8 +86,12 @@ class Model:
         copies: int = 3,
         block_size: int = 4096,
         pinned: tuple[str, ...] = (),
+        allocate: Callable[[int], np.ndarray] | None = None,
     ) -> None:
+        """``allocate(nbytes) -> uint8 array`` places the weight copies and the replicas'
+        arenas (e.g. in memory shared with forked partitions); default: private memory."""
         kernels = _kernels()
+        self._allocate = allocate
         self.graph = graph
         self._check(graph, kernels)
         self.input_names = [name for name, _ in graph.inputs]
@@ -128,7 +132,7 @@ class Model:
             image[offset : offset + array.size] = array.reshape(-1)
         #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
         self.weights = ProtectedRegion(
-            f"weights:{graph.name}", image, copies=copies, block_size=block_size
+            f"weights:{graph.name}", image, copies=copies, block_size=block_size, allocate=allocate
         )
 
         # Static memory plan over every activation (graph inputs included).
@@ -241,7 +245,11 @@ class Replica:
         kernels = _kernels()
         self.model = model
         self.index = index
-        self.arena = np.zeros(max(model.plan.arena_bytes // 4, 1), dtype=np.float32)
+        arena_elements = max(model.plan.arena_bytes // 4, 1)
+        if model._allocate is None:
+            self.arena = np.zeros(arena_elements, dtype=np.float32)
+        else:
+            self.arena = model._allocate(4 * arena_elements).view(np.float32)
         self.workspace = np.zeros(max(model.workspace_elements, 1), dtype=np.float32)
         weights = model.weights.copy(index)  # read-only: a replica never writes its weights
         self._views: dict[str, np.ndarray] = {}

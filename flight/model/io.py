@@ -68,8 +68,18 @@ def load_graph(source: Any) -> Graph:
     return from_model_file(flm.load(source, allowed_ops=CANONICAL_OPS))
 
 
-def load(source: Any, *, copies: int = 3, block_size: int = 4096, pinned: tuple[str, ...] = ()):
-    """Load a ``.flm`` file into a runnable :class:`~flight.model.executor.Model`."""
+def load(
+    source: Any,
+    *,
+    copies: int = 3,
+    block_size: int = 4096,
+    pinned: tuple[str, ...] = (),
+    allocate: Any = None,
+):
+    """Load a ``.flm`` file into a runnable :class:`~flight.model.executor.Model`
+    (``allocate`` places weights and arenas, e.g. in shared memory; see Model)."""
     from flight.model.executor import Model
 
-    return Model(load_graph(source), copies=copies, block_size=block_size, pinned=pinned)
+    return Model(
+        load_graph(source), copies=copies, block_size=block_size, pinned=pinned, allocate=allocate
+    )

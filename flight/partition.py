@@ -1,0 +1,281 @@
+"""Partitions: forked worker processes, each a failure domain, driven through shared memory.
+
+A partition's worker computes some replicas of a model (all three for *time* placement, one
+each for *space* placement). It is forked from the supervisor after the kernels are compiled and
+the weights, arenas and input buffer are in shared memory (flight.shm), so a (re)started worker
+produces its first output within milliseconds, without importing or compiling anything.
+
+Protocol (no pickling on the hot path):
+
+* a control block of uint64 words in shared memory (:class:`Ctl` names the slots): the worker
+  bumps ``HEARTBEAT`` as it starts and finishes each request, copies ``REQUEST`` to ``DONE``
+  when its outputs are written, and records how long the inference took;
+* a *wake* pipe (supervisor -> worker): one byte per request (``b"Q"`` asks it to exit);
+* a *done* pipe (worker -> supervisor): one byte per finished request, so the supervisor waits
+  with ``select`` and a deadline; end-of-file on it means the worker died.
+
+The supervisor detects a hang as a missed deadline with no heartbeat progress, and a crash as
+end-of-file / a reaped exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+
+import numpy as np
+
+from flight.shm import shared_zeros
+
+__all__ = ["Ctl", "PartitionProcess", "WorkerDied"]
+
+
+class Ctl(IntEnum):
+    """Slots of a worker's control block."""
+
+    HEARTBEAT = 0
+    REQUEST = 1
+    DONE = 2
+    PID = 3
+    READY = 4
+    INFER_NS = 5
+    ACT_UPSETS = 6  # activation upsets to inject during the next request (test mode)
+    ACT_SEED = 7
+    ACT_DONE = 8  # activation upsets actually injected so far
+    SIZE = 16
+
+
+class WorkerDied(Exception):
+    """Internal signal: the worker's done pipe reached end-of-file."""
+
+
+Hook = Callable[[np.ndarray, int], None]
+
+
+def _inject_activation_upsets(replicas, count: int, seed: int) -> dict:
+    """Hooks flipping ``count`` random bits in activations, right after they are computed.
+
+    The sites (replica, tensor, bit) are drawn from ``seed`` weighted by tensor size, so an
+    upset in a large feature map is likelier than in a logit, as in real memory.
+    """
+    from flight.inject import flip_bits
+
+    rng = np.random.default_rng(seed)
+    hooks_by_replica: list[dict] = [{} for _ in replicas]
+    sites = []
+    for index, replica in enumerate(replicas):
+        for life in replica.model.lives:
+            if life.name in replica.model.input_names or life.nbytes == 0:
+                continue
+            sites.append((index, life.name, life.nbytes))
+    if not sites or count <= 0:
+        return {}
+    weights = np.array([s[2] for s in sites], dtype=np.float64)
+    chosen = rng.choice(len(sites), size=count, p=weights / weights.sum())
+    for pick in chosen:
+        index, name, nbytes = sites[int(pick)]
+        bit = int(rng.integers(0, nbytes * 8))
+        previous = hooks_by_replica[index].get(name)
+
+        def hook(buffer, _bit=bit, _previous=previous):
+            if _previous is not None:
+                _previous(buffer)
+            flip_bits(buffer.reshape(-1).view(np.uint8), [_bit])
+
+        hooks_by_replica[index][name] = hook
+    return {i: h for i, h in enumerate(hooks_by_replica) if h}
+
+
+def _worker_main(ctl: np.ndarray, wake_fd: int, done_fd: int, replicas, input_buffer) -> None:
+    """The worker loop (runs in the forked child; never returns)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ctl[Ctl.PID] = os.getpid()
+    ctl[Ctl.READY] = 1
+    os.write(done_fd, b"R")
+    try:
+        while True:
+            byte = os.read(wake_fd, 1)
+            if not byte or byte == b"Q":
+                os._exit(0)
+            request = int(ctl[Ctl.REQUEST])
+            ctl[Ctl.HEARTBEAT] += 1
+            started = time.perf_counter_ns()
+            upsets = int(ctl[Ctl.ACT_UPSETS])
+            hooks = {}
+            if upsets:
+                hooks = _inject_activation_upsets(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
+                ctl[Ctl.ACT_UPSETS] = 0
+                ctl[Ctl.ACT_DONE] += upsets
+            for index, replica in enumerate(replicas):
+                replica.run(input_buffer, after=hooks.get(index))
+            ctl[Ctl.INFER_NS] = time.perf_counter_ns() - started
+            ctl[Ctl.DONE] = request
+            ctl[Ctl.HEARTBEAT] += 1
+            os.write(done_fd, b"D")
+    except BaseException:  # a bug or a corrupted state: die loudly, the supervisor restarts us
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(3)
+
+
+class PartitionProcess:
+    """The supervisor's handle on one worker process (fork, request, wait, kill, reap)."""
+
+    def __init__(
+        self, name: str, replicas: Sequence, input_buffer: np.ndarray, close_in_child=()
+    ) -> None:
+        self.name = name
+        self.replicas = list(replicas)
+        self.input_buffer = input_buffer
+        self.ctl = shared_zeros(int(Ctl.SIZE), np.uint64)
+        self.pid: int | None = None
+        self._wake_fd: int | None = None
+        self._done_fd: int | None = None
+        self._close_in_child = close_in_child
+        self.exit_status: int | None = None  # os.waitpid status of the last worker
+        self.started_at = 0.0
+        self.starts = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fork a fresh worker (the previous one must be gone)."""
+        if self.pid is not None:
+            raise RuntimeError(f"partition {self.name!r} already has worker {self.pid}")
+        wake_r, wake_w = os.pipe()
+        done_r, done_w = os.pipe()
+        self.ctl[:] = 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.close(wake_w)
+                os.close(done_r)
+                for fd in self._close_in_child():
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                _worker_main(self.ctl, wake_r, done_w, self.replicas, self.input_buffer)
+            finally:
+                os._exit(4)
+        os.close(wake_r)
+        os.close(done_w)
+        self.pid, self._wake_fd, self._done_fd = pid, wake_w, done_r
+        self.exit_status = None
+        self.started_at = time.monotonic()
+        self.starts += 1
+
+    def fds(self) -> list[int]:
+        return [fd for fd in (self._wake_fd, self._done_fd) if fd is not None]
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait for the worker's ready byte; False on timeout or death."""
+        try:
+            return self._wait_byte(timeout) == b"R"
+        except WorkerDied:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the worker (also un-stops a SIGSTOPped one) and reap it."""
+        if self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self._reap(block=True)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Ask the worker to exit, then make sure it did."""
+        if self.pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._wake_fd, b"Q")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._reap(block=False):
+            time.sleep(0.005)
+        self.kill()
+
+    def _reap(self, block: bool) -> bool:
+        """Collect the worker's exit status; True once it is gone."""
+        if self.pid is None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, -1
+        if pid == 0:
+            return False
+        self.exit_status = status
+        for fd in (self._wake_fd, self._done_fd):
+            if fd is not None:
+                os.close(fd)
+        self.pid = self._wake_fd = self._done_fd = None
+        return True
+
+    def exited(self) -> bool:
+        """Non-blocking: has the worker died (it is then reaped)?"""
+        return self.pid is not None and self._reap(block=False)
+
+    @property
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    def describe_exit(self) -> str:
+        status = self.exit_status
+        if status is None:
+            return "running"
+        if status == -1:
+            return "unknown"
+        if os.WIFSIGNALED(status):
+            return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exit code {os.WEXITSTATUS(status)}"
+
+    # --- requests -----------------------------------------------------------------------------
+    @property
+    def heartbeat(self) -> int:
+        return int(self.ctl[Ctl.HEARTBEAT])
+
+    def request(self, sequence: int, activation_upsets: int = 0, seed: int = 0) -> None:
+        """Ask the worker to compute its replicas on the current input buffer."""
+        self.ctl[Ctl.ACT_UPSETS] = activation_upsets
+        self.ctl[Ctl.ACT_SEED] = seed
+        self.ctl[Ctl.REQUEST] = sequence
+        try:
+            os.write(self._wake_fd, b"W")
+        except (BrokenPipeError, TypeError):
+            raise WorkerDied(self.name) from None
+
+    def wait_done(self, sequence: int, timeout: float) -> bool:
+        """Wait until the worker finished ``sequence``; False on deadline (maybe hung).
+
+        Raises :class:`WorkerDied` when the worker's pipe closes (a crash).
+        """
+        deadline = time.monotonic() + timeout
+        while int(self.ctl[Ctl.DONE]) != sequence:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._wait_byte(remaining) is None:
+                return int(self.ctl[Ctl.DONE]) == sequence
+        return True
+
+    def _wait_byte(self, timeout: float) -> bytes | None:
+        if self._done_fd is None:
+            raise WorkerDied(self.name)
+        ready, _, _ = select.select([self._done_fd], [], [], max(timeout, 0.0))
+        if not ready:
+            return None
+        byte = os.read(self._done_fd, 1)
+        if not byte:
+            raise WorkerDied(self.name)
+        return byte
+
+    @property
+    def inference_seconds(self) -> float:
+        return int(self.ctl[Ctl.INFER_NS]) / 1e9
