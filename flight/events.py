@@ -109,6 +109,38 @@ REGION_REWRITTEN = _define(
     "A protected region was rewritten from a golden image (all copies and CRCs).",
 )
 
+# --- critical data store (4xx) -----------------------------------------------------------------
+CDS_COPY_CORRUPT = _define(
+    400,
+    "CDS_COPY_CORRUPT",
+    Severity.WARNING,
+    "A critical data store copy failed validation (magic, version, length, CRC or schema).",
+)
+CDS_RECOVERED_FROM_BACKUP = _define(
+    401,
+    "CDS_RECOVERED_FROM_BACKUP",
+    Severity.WARNING,
+    "One critical data store copy was unusable; the record was loaded from the other copy.",
+)
+CDS_COUNTER_COMPLEMENT_MISMATCH = _define(
+    402,
+    "CDS_COUNTER_COMPLEMENT_MISMATCH",
+    Severity.ERROR,
+    "A CRC-valid critical data store copy holds a counter that disagrees with its complement.",
+)
+CDS_FORMATTED = _define(
+    403,
+    "CDS_FORMATTED",
+    Severity.WARNING,
+    "No valid critical data store copy was found; the store starts fresh (boot count 0).",
+)
+CDS_WRITE_FAILED = _define(
+    404,
+    "CDS_WRITE_FAILED",
+    Severity.ERROR,
+    "Writing a critical data store copy failed (I/O error); the previous copies stay valid.",
+)
+
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY
 
