@@ -141,6 +141,44 @@ CDS_WRITE_FAILED = _define(
     "Writing a critical data store copy failed (I/O error); the previous copies stay valid.",
 )
 
+# --- watchdog and mission (5xx) ------------------------------------------------------------------
+WATCHDOG_ARMED = _define(
+    500,
+    "WATCHDOG_ARMED",
+    Severity.INFO,
+    "The watchdog (hardware device or software timer) was opened and armed with its timeout.",
+)
+WATCHDOG_STROKE_WITHHELD = _define(
+    501,
+    "WATCHDOG_STROKE_WITHHELD",
+    Severity.WARNING,
+    "Some partition proved no progress this frame, so the watchdog was deliberately not stroked.",
+)
+WATCHDOG_STROKE_FAILED = _define(
+    502,
+    "WATCHDOG_STROKE_FAILED",
+    Severity.ERROR,
+    "Writing the keepalive to the watchdog device failed; the board may reset at the timeout.",
+)
+WATCHDOG_EXPIRED = _define(
+    503,
+    "WATCHDOG_EXPIRED",
+    Severity.CRITICAL,
+    "The software watchdog was not stroked within its timeout (the supervisor is hung or late).",
+)
+WATCHDOG_DISARMED = _define(
+    504,
+    "WATCHDOG_DISARMED",
+    Severity.INFO,
+    "The watchdog was closed with the magic close: it no longer resets the board.",
+)
+WATCHDOG_LEFT_ARMED = _define(
+    505,
+    "WATCHDOG_LEFT_ARMED",
+    Severity.WARNING,
+    "The watchdog device was closed without the magic close: it stays armed and resets the board.",
+)
+
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY
 
