@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from flight import errors
+from flight.crc import crc32c_blocks
 from flight.memory import ProtectedRegion
 from flight.model.graph import CANONICAL_OPS, Graph, Node
 from flight.model.plan import MemoryPlan, lifetimes, plan
@@ -130,6 +131,9 @@ class Model:
         for name, array in executable.items():
             offset, shape = self.layout.offsets[name]
             image[offset : offset + array.size] = array.reshape(-1)
+        # The golden image, kept privately: what a replica's copy is reloaded from. (The file
+        # itself is the ultimate golden image; recomputing from it costs a re-pack.)
+        self._golden = image
         #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
         self.weights = ProtectedRegion(
             f"weights:{graph.name}", image, copies=copies, block_size=block_size, allocate=allocate
@@ -199,6 +203,18 @@ class Model:
         if name in executable:
             return tuple(executable[name].shape)
         return tuple(self.shapes[name])
+
+    def reload_copy(self, index: int) -> None:
+        """Rewrite weight copy ``index`` from the golden image (a replica that keeps losing
+        votes although its CRCs check out: reload it rather than trust it)."""
+        if not 0 <= index < self.copies:
+            raise ModelError(f"model has weight copies 0..{self.copies - 1}, not {index}")
+        golden = self._golden.view(np.uint8)
+        crcs = crc32c_blocks(golden, self.weights.block_size)
+        if not any(np.array_equal(crcs, self.weights.crc_table(t)) for t in range(3)):
+            # the private golden image was hit too: a fault, counted by the caller
+            raise ModelError("the golden weight image fails its CRCs; reload the model file")
+        self.weights.raw(index)[:] = golden
 
     # --- replicas ---------------------------------------------------------------------------
     @property
