@@ -179,6 +179,122 @@ WATCHDOG_LEFT_ARMED = _define(
     "The watchdog device was closed without the magic close: it stays armed and resets the board.",
 )
 
+# --- recovery state machine (3xx) ---------------------------------------------------------------
+PARTITION_STARTED = _define(
+    300,
+    "PARTITION_STARTED",
+    Severity.INFO,
+    "A partition came up (first start or after a restart) and is supervised as running.",
+)
+PARTITION_HUNG = _define(
+    301,
+    "PARTITION_HUNG",
+    Severity.WARNING,
+    "A partition missed its heartbeat deadline; it is treated as hung and killed.",
+)
+PARTITION_CRASHED = _define(
+    302,
+    "PARTITION_CRASHED",
+    Severity.WARNING,
+    "A partition process died: abnormal exit status or killed by a signal.",
+)
+PARTITION_EXITED = _define(
+    303,
+    "PARTITION_EXITED",
+    Severity.INFO,
+    "A partition process exited normally (restarted only if its restart type is permanent).",
+)
+PARTITION_START_FAILED = _define(
+    304,
+    "PARTITION_START_FAILED",
+    Severity.WARNING,
+    "A (re)started partition did not come up, or not within its start deadline.",
+)
+PARTITION_RESTARTED = _define(
+    305,
+    "PARTITION_RESTARTED",
+    Severity.INFO,
+    "The recovery state machine ordered a partition restart (failure, sibling or escalation).",
+)
+PARTITION_STOPPED = _define(
+    306,
+    "PARTITION_STOPPED",
+    Severity.INFO,
+    "A partition ended and is not restarted: temporary, or transient after a normal exit.",
+)
+RESTART_INTENSITY_EXCEEDED = _define(
+    307,
+    "RESTART_INTENSITY_EXCEEDED",
+    Severity.WARNING,
+    "A partition failed more than R times in T seconds; its escalation ladder takes a step.",
+)
+REDUNDANCY_DEGRADED = _define(
+    308,
+    "REDUNDANCY_DEGRADED",
+    Severity.WARNING,
+    "A partition keeps failing; it now runs with less redundancy (TMR to DWC to simplex).",
+)
+PARTITION_DISABLED = _define(
+    309,
+    "PARTITION_DISABLED",
+    Severity.ERROR,
+    "A partition kept failing after escalation and is no longer restarted (until commanded).",
+)
+PARTITION_ENABLED = _define(
+    310,
+    "PARTITION_ENABLED",
+    Severity.INFO,
+    "A disabled or stopped partition was re-enabled by command and is being started again.",
+)
+REPLICA_VOTE_ALARM = _define(
+    311,
+    "REPLICA_VOTE_ALARM",
+    Severity.WARNING,
+    "A replica was outvoted (or a DWC pair or TMR triple disagreed) in a partition's output.",
+)
+REPLICA_REVERIFY_REQUESTED = _define(
+    312,
+    "REPLICA_REVERIFY_REQUESTED",
+    Severity.INFO,
+    "A replica kept losing votes; its weight copy is re-verified against the others first.",
+)
+REPLICA_RESTARTED = _define(
+    313,
+    "REPLICA_RESTARTED",
+    Severity.WARNING,
+    "A replica kept losing votes after its weights were re-verified; it is restarted.",
+)
+SAFE_MODE_ENTERED = _define(
+    314,
+    "SAFE_MODE_ENTERED",
+    Severity.CRITICAL,
+    "An escalation ladder reached safe mode: only partitions marked for safe mode keep running.",
+)
+SAFE_MODE_EXITED = _define(
+    315,
+    "SAFE_MODE_EXITED",
+    Severity.INFO,
+    "Safe mode was left by command; partitions suspended for it are started again.",
+)
+PARTITION_SUSPENDED = _define(
+    316,
+    "PARTITION_SUSPENDED",
+    Severity.INFO,
+    "A partition not marked for safe mode was stopped on entering safe mode.",
+)
+PROCESSOR_RESET_REQUESTED = _define(
+    317,
+    "PROCESSOR_RESET_REQUESTED",
+    Severity.CRITICAL,
+    "Recovery gave up in software: the supervisor exits with a reset code for the init system.",
+)
+RECOVERY_STALE_EVENT = _define(
+    318,
+    "RECOVERY_STALE_EVENT",
+    Severity.DEBUG,
+    "A report about a partition already restarting or stopped (e.g. a killed process's exit).",
+)
+
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY
 
