@@ -18,7 +18,8 @@ Three kinds, chosen by the mission's ``[watchdog] kind``:
 * ``none`` -- no watchdog; strokes are still gated and counted, so telemetry still shows frames
   in which some partition made no progress.
 
-The :class:`Watchdog` facade keeps the counters that housekeeping telemetry reports:
+The :class:`Watchdog` facade (built by :func:`make_watchdog` from the mission's section) keeps
+the counters that housekeeping telemetry reports (:meth:`Watchdog.counters`):
 ``attempted`` (frames in which a stroke was considered), ``confirmed`` (keepalives actually
 delivered), ``withheld`` (frames in which some partition made no progress) and ``failed``
 (keepalives the device refused).
@@ -52,6 +53,7 @@ __all__ = [
     "WatchdogSettings",
     "exit_on_expire",
     "ioctl_number",
+    "make_watchdog",
 ]
 
 #: Exit status of a process killed by its software watchdog. 124 is what ``timeout(1)`` uses for
@@ -354,7 +356,7 @@ class Watchdog:
     ``device=None`` is the ``none`` kind: nothing is stroked and :meth:`stroke` always returns
     False, but gating and counters work the same. The WATCHDOG_STROKE_WITHHELD event is emitted
     when a withholding episode starts or its laggards change, not on every frame (a hung
-    partition would otherwise flood the event ring at the frame rate); ``counters.withheld``
+    partition would otherwise flood the event ring at the frame rate); ``totals.withheld``
     counts every frame.
     """
 
@@ -363,7 +365,7 @@ class Watchdog:
     ) -> None:
         self.device = device
         self.log = log if log is not None else events.EventLog()
-        self.counters = WatchdogCounters()
+        self.totals = WatchdogCounters()
         self.consecutive_withheld = 0
         self.last_laggards: tuple[str, ...] = ()
         if device is not None:
@@ -424,10 +426,10 @@ class Watchdog:
         out disabled ones); an empty mapping means there are none, and the supervisor's own
         liveness is enough. True when a keepalive was delivered.
         """
-        self.counters.attempted += 1
+        self.totals.attempted += 1
         laggards = tuple(sorted(name for name, ok in progress.items() if not ok))
         if laggards:
-            self.counters.withheld += 1
+            self.totals.withheld += 1
             if laggards != self.last_laggards:
                 self.log.emit(
                     events.WATCHDOG_STROKE_WITHHELD,
@@ -447,9 +449,9 @@ class Watchdog:
         except OSError as exc:
             delivered, error = False, exc.strerror or str(exc)
         if delivered:
-            self.counters.confirmed += 1
+            self.totals.confirmed += 1
         else:
-            self.counters.failed += 1
+            self.totals.failed += 1
             self.log.emit(events.WATCHDOG_STROKE_FAILED, kind=self.kind, error=error)
         return delivered
 
@@ -464,9 +466,9 @@ class Watchdog:
             self.log.emit(events.WATCHDOG_LEFT_ARMED, kind=self.kind)
         return disarmed
 
-    def telemetry(self) -> dict[str, Any]:
-        """Counters and state for housekeeping telemetry."""
-        c = self.counters
+    def counters(self) -> dict[str, Any]:
+        """Counters and state for housekeeping telemetry (``totals`` holds the raw counters)."""
+        c = self.totals
         return {
             "kind": self.kind,
             "timeout_s": None if self.device is None else self.device.timeout_s,
@@ -477,3 +479,15 @@ class Watchdog:
             "consecutive_withheld": self.consecutive_withheld,
             "laggards": list(self.last_laggards),
         }
+
+
+def make_watchdog(
+    config: WatchdogSettings,
+    *,
+    log: events.EventLog | None = None,
+    on_expire: Callable[[float], object] | None = None,
+    **hardware_options: Any,
+) -> Watchdog:
+    """The supervisor's watchdog for a mission's ``[watchdog]`` section
+    (:meth:`Watchdog.from_config`)."""
+    return Watchdog.from_config(config, log=log, on_expire=on_expire, **hardware_options)

@@ -26,6 +26,7 @@ from flight.watchdog import (
     SoftwareWatchdog,
     Watchdog,
     ioctl_number,
+    make_watchdog,
 )
 
 # --- ioctl numbers ------------------------------------------------------------------------------
@@ -376,13 +377,13 @@ def test_stroke_only_when_every_partition_progressed():
     assert wd.consecutive_withheld == 3
     assert wd.stroke({"classifier": True, "imager": True})
     assert dev.strokes == 2
-    c = wd.counters
+    c = wd.totals
     assert (c.attempted, c.confirmed, c.withheld, c.failed) == (5, 2, 3, 0)
     # one event per change of laggards, not one per frame
     withheld = [e for e in log if e.definition is events.WATCHDOG_STROKE_WITHHELD]
     assert [e.fields["laggards"] for e in withheld] == [["imager"], ["classifier", "imager"]]
     assert wd.consecutive_withheld == 0 and wd.last_laggards == ()
-    tm = wd.telemetry()
+    tm = wd.counters()
     assert tm["attempted"] == 5 and tm["confirmed"] == 2 and tm["withheld"] == 3
     assert tm["kind"] == "fake" and tm["timeout_s"] == 3.0
 
@@ -408,21 +409,21 @@ def test_failed_keepalive_is_counted_not_raised():
     assert not wd.stroke({"a": True})
     dev.fail = True
     assert not wd.stroke({"a": True})
-    assert (wd.counters.confirmed, wd.counters.failed, wd.counters.withheld) == (0, 2, 0)
+    assert (wd.totals.confirmed, wd.totals.failed, wd.totals.withheld) == (0, 2, 0)
     failures = [e for e in log if e.definition is events.WATCHDOG_STROKE_FAILED]
     assert [e.fields["error"] for e in failures] == ["I/O error", None]
 
 
 def test_kind_none_gates_and_counts_but_never_strokes():
     log = events.EventLog()
-    wd = Watchdog.from_config(SimpleNamespace(kind="none", device="", timeout_s=2.0), log=log)
+    wd = make_watchdog(SimpleNamespace(kind="none", device="", timeout_s=2.0), log=log)
     assert wd.kind == "none"
     assert not wd.stroke({"a": True})
     assert not wd.stroke({"a": False})
-    assert (wd.counters.attempted, wd.counters.confirmed, wd.counters.withheld) == (2, 0, 1)
+    assert (wd.totals.attempted, wd.totals.confirmed, wd.totals.withheld) == (2, 0, 1)
     assert wd.close() is False
     assert log.count(events.WATCHDOG_ARMED) == 0
-    assert wd.telemetry()["timeout_s"] is None
+    assert wd.counters()["timeout_s"] is None
 
 
 def test_close_events():
