@@ -1,0 +1,703 @@
+"""Mission configuration: one TOML file, validated completely at load.
+
+A board must not discover in orbit that a deadline is longer than its period or that a key was
+misspelt, so :func:`load_mission` checks everything it can before anything runs and raises
+:class:`flight.errors.ConfigError` naming the file, the section or partition, and the field.
+Unknown keys and tables are errors (a typo is never silently ignored). The result is a tree of
+frozen dataclasses (:class:`Mission`). A default mission ships in the package
+(:func:`default_mission`, ``flight/data/default_mission.toml``).
+
+Schema (every key is optional unless marked *required*; defaults in brackets)
+----------------------------------------------------------------------------
+
+``[mission]``
+    ``name`` (*required*, str, 1-64 printable characters).
+    ``seed`` [0] (int, 0 .. 2**64-1): seed of the simulated radiation and of any other
+    randomness, so a run can be repeated.
+    ``test_mode`` [false] (bool): enables fault injection and the HIL agent. Never true in flight.
+
+``[schedule]`` (*required*)
+    ``minor_frame_ms`` (*required*, int, 1 .. 10000 ms): length of a minor frame.
+    ``minor_frames_per_major`` (*required*, int, 1 .. 1000): the major frame is
+    ``minor_frame_ms * minor_frames_per_major``, at most 60 s.
+
+``[[partition]]`` (at least one; order is the default start order)
+    ``name`` (*required*, str, ``[a-z0-9_-]{1,32}``, unique).
+    ``job`` (*required*, ``"model"``): what the partition runs; a ``model`` job runs inference.
+    ``model`` (*required* for ``job = "model"``, str): a ``.flm`` file. A relative path is looked
+    up next to the mission file first, then in the package data directory (``flight/data``).
+    ``dataset`` [none] (str): a ``.npz`` input set (``x``, ``y``) for demo missions, looked up
+    the same way.
+    ``period_frames`` [1] (int): runs every N minor frames; N divides ``minor_frames_per_major``.
+    ``deadline_ms`` [the period] (number, ms, > 0): from release to result; at most the period
+    (``period_frames * minor_frame_ms``).
+    ``redundancy`` ["tmr"]: ``"none"`` | ``"dwc"`` (duplicate with compare) | ``"tmr"``.
+    ``placement`` ["time"]: ``"time"`` (replicas run in turn in one process) | ``"space"``
+    (one process per replica). Meaningless, and ignored, for ``redundancy = "none"``.
+    ``weight_copies`` [replicas: 1 / 2 / 3] (int, replicas .. 3): protected copies of the weights;
+    each replica needs its own copy, a spare copy lets the scrubber vote.
+    ``vote_points`` [[]] (list of activation names): extra vote points with write-back after
+    these layers (TMR only; the final output is always voted). The names are checked against
+    the model when it is loaded.
+    ``restart_type`` ["permanent"]: ``"permanent"`` (always restarted) | ``"transient"``
+    (restarted after a crash or hang, not after a clean exit) | ``"temporary"`` (never).
+    ``heartbeat_timeout_ms`` [3 periods] (number, ms): no heartbeat progress for this long is a
+    hang; at least one period, and shorter than the watchdog timeout.
+    ``max_restarts`` [3; 0 for temporary] (int, 0 .. 1000) and ``restart_period_s`` [60]
+    (number, s, at least one period): restart intensity, at most ``max_restarts`` restarts in
+    any ``restart_period_s`` window; one more climbs the escalation ladder.
+    ``escalation`` [``["degrade", "disable", "safe_mode", "reset"]``; without ``"degrade"`` for
+    ``redundancy = "none"``] (non-empty list, in that order of severity, no repeats): what to do
+    when the restart budget is exhausted, step by step. ``"degrade"`` needs redundancy to shed.
+
+``[recovery]``
+    ``strategy`` ["one_for_one"]: ``"one_for_one"`` (restart the failed partition) |
+    ``"rest_for_one"`` (it and every partition after it in ``order``) | ``"one_for_all"``.
+    ``order`` [declaration order] (list of every partition name, once each): start order.
+    ``processor_reset_max`` [3] (int, 1 .. 1000) and ``processor_reset_period_s`` [86400]
+    (number, s, up to 30 days): at most this many processor resets in the window (counted in
+    the critical data store across boots); beyond it the board stays in safe mode.
+    ``vote_alarm_threshold`` [10] (int, >= 1) corrected votes within ``vote_alarm_period_s``
+    [60] (number, s, at least one major frame) raise a vote alarm (a replica keeps losing: a
+    persistent fault, treated like a failure).
+
+``[scrub]``
+    ``block_size`` [4096] (int, bytes, multiple of 8, 64 .. 1 MiB): CRC block of the protected
+    weights.
+    ``bytes_per_frame`` [98304] (int, bytes, <= 1 GiB): scrub budget per minor frame, counting
+    every copy; at least one block in every copy (``block_size * max weight_copies``), or the
+    scrubber could never finish a block.
+
+``[watchdog]``
+    ``kind`` ["software"]: ``"none"`` | ``"software"`` | ``"hardware"`` (:mod:`flight.watchdog`).
+    ``device`` ["/dev/watchdog"] (absolute path): used when ``kind = "hardware"``.
+    ``timeout_s`` [2] (number, s, up to 3600): longer than the major frame; whole seconds for
+    ``hardware`` (the Linux API takes an int).
+
+``[cds]``
+    ``directory`` [see below] (str): where the critical data store lives; relative to the
+    mission file. Default, resolved at load: ``$FLIGHT_STATE_DIR`` when set, else
+    ``/var/lib/flight`` when it exists writable or can be created; in test mode only, a
+    per-user ``$TMPDIR/flight-state-<uid>`` (``/tmp`` without ``TMPDIR``) when
+    ``/var/lib/flight`` is unusable. A flight (non-test) mission keeps ``/var/lib/flight``
+    anyway: a temporary directory would silently lose the boot and reset counts.
+    :meth:`CdsConfig.ensure` creates the directory.
+
+Cross-checks ("conflicting limits"): a partition's ``max_restarts`` may not exceed
+``processor_reset_max``, because the processor-reset budget is the outermost restart budget and
+an inner budget looser than the one containing it is a contradiction (the operator meant one of
+the two numbers); ``heartbeat_timeout_ms`` must be shorter than the watchdog timeout, or the
+watchdog (withholding strokes for the hung partition) resets the board before the health monitor
+can restart the partition; and the rules above relating periods, deadlines and budgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flight import errors
+
+__all__ = [
+    "DEFAULT_MISSION",
+    "CdsConfig",
+    "Mission",
+    "PartitionConfig",
+    "RecoveryConfig",
+    "Schedule",
+    "ScrubConfig",
+    "WatchdogConfig",
+    "default_mission",
+    "load_mission",
+    "parse_mission",
+]
+
+DEFAULT_MISSION = "default_mission.toml"
+
+JOBS = ("model",)
+REDUNDANCY = ("none", "dwc", "tmr")
+REPLICAS = {"none": 1, "dwc": 2, "tmr": 3}
+PLACEMENTS = ("time", "space")
+RESTART_TYPES = ("permanent", "transient", "temporary")
+ESCALATION_STEPS = ("degrade", "disable", "safe_mode", "reset")  # in order of severity
+STRATEGIES = ("one_for_one", "rest_for_one", "one_for_all")
+WATCHDOG_KINDS = ("none", "software", "hardware")
+
+# Same limits as flight.memory (checked by the tests); not imported, so validating a mission
+# does not pull in numpy and the CRC extension.
+MAX_COPIES = 3
+MIN_BLOCK_SIZE = 64
+
+_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+#: The persistent state directory of a flown board (the default CDS location).
+SYSTEM_STATE_DIR = Path("/var/lib/flight")
+_REQUIRED: Any = object()
+
+
+# --- the configuration tree ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The frame schedule: a major frame of ``minor_frames_per_major`` minor frames."""
+
+    minor_frame_ms: int
+    minor_frames_per_major: int
+
+    @property
+    def major_frame_ms(self) -> int:
+        return self.minor_frame_ms * self.minor_frames_per_major
+
+    @property
+    def minor_frame_s(self) -> float:
+        return self.minor_frame_ms / 1000.0
+
+    @property
+    def major_frame_s(self) -> float:
+        return self.major_frame_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """One partition: its job, timing, redundancy and restart policy."""
+
+    name: str
+    job: str
+    model_path: Path | None
+    dataset_path: Path | None
+    period_frames: int
+    period_ms: int
+    deadline_ms: float
+    redundancy: str
+    placement: str
+    weight_copies: int
+    vote_points: tuple[str, ...]
+    restart_type: str
+    heartbeat_timeout_ms: float
+    max_restarts: int
+    restart_period_s: float
+    escalation: tuple[str, ...]
+
+    @property
+    def replicas(self) -> int:
+        return REPLICAS[self.redundancy]
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """System-level recovery: restart strategy, processor-reset budget, vote alarms."""
+
+    strategy: str
+    order: tuple[str, ...]
+    processor_reset_max: int
+    processor_reset_period_s: float
+    vote_alarm_threshold: int
+    vote_alarm_period_s: float
+
+
+@dataclass(frozen=True)
+class ScrubConfig:
+    """Scrubbing budget per minor frame (all copies counted) and CRC block size."""
+
+    bytes_per_frame: int
+    block_size: int
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """Which watchdog the supervisor strokes (:func:`flight.watchdog.make_watchdog`)."""
+
+    kind: str
+    device: str
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class CdsConfig:
+    """Where the critical data store lives; ``explicit`` when the mission file named it."""
+
+    directory: Path
+    explicit: bool = False
+
+    def ensure(self) -> Path:
+        """Create the directory (mode 0700) if needed and return it."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"CDS directory {self.directory}: cannot create it ({exc.strerror or exc}); "
+                "set [cds] directory or FLIGHT_STATE_DIR to a writable, persistent directory"
+            ) from exc
+        return self.directory
+
+
+@dataclass(frozen=True)
+class Mission:
+    """A validated mission. ``source`` names where it came from (file path or ``<string>``)."""
+
+    name: str
+    seed: int
+    test_mode: bool
+    schedule: Schedule
+    partitions: tuple[PartitionConfig, ...]
+    recovery: RecoveryConfig
+    scrub: ScrubConfig
+    watchdog: WatchdogConfig
+    cds: CdsConfig
+    source: str = "<string>"
+
+    def partition(self, name: str) -> PartitionConfig:
+        for p in self.partitions:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def partition_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.partitions)
+
+    def with_test_mode(self, env: Mapping[str, str] | None = None) -> Mission:
+        """This mission with ``test_mode = true`` (fault injection, simulated radiation); a
+        default CDS directory is resolved again under the test-mode rule."""
+        cds = self.cds if self.cds.explicit else _default_cds(True, env)
+        return dataclasses.replace(self, test_mode=True, cds=cds)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_mission(source: str | os.PathLike[str] | bytes) -> Mission:
+    """Load and validate a mission: a path (``str`` without a newline, or ``PathLike``), or TOML
+    text (``str`` containing a newline, or ``bytes``)."""
+    if isinstance(source, bytes):
+        try:
+            return parse_mission(source.decode("utf-8"), source="<bytes>")
+        except UnicodeDecodeError as exc:
+            raise errors.ConfigError(f"<bytes>: mission is not UTF-8: {exc}") from exc
+    if isinstance(source, str) and "\n" in source:
+        return parse_mission(source)
+    path = Path(source)
+    name = os.fspath(source)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise errors.ConfigError(f"{name}: cannot read mission: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise errors.ConfigError(f"{name}: mission is not UTF-8: {exc}") from exc
+    return parse_mission(text, source=name, base_dir=path.resolve().parent)
+
+
+def default_mission() -> Mission:
+    """The mission shipped in the package (``flight/data/default_mission.toml``)."""
+    path = _data_dir() / DEFAULT_MISSION
+    return load_mission(path)
+
+
+def parse_mission(
+    text: str,
+    *,
+    source: str = "<string>",
+    base_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Mission:
+    """Validate TOML text. Relative paths resolve against ``base_dir`` (then the package data);
+    ``env`` (default ``os.environ``) is read for the default CDS directory."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    return _Parser(source, None if base_dir is None else Path(base_dir), env).mission(doc)
+
+
+def _data_dir() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("flight").joinpath("data")))
+
+
+def _default_cds(test_mode: bool, env: Mapping[str, str] | None) -> CdsConfig:
+    env = os.environ if env is None else env
+    if env.get("FLIGHT_STATE_DIR"):
+        return CdsConfig(Path(env["FLIGHT_STATE_DIR"]))
+    system = SYSTEM_STATE_DIR
+    if system.exists():
+        usable = system.is_dir() and os.access(system, os.W_OK | os.X_OK)
+    else:
+        usable = system.parent.is_dir() and os.access(system.parent, os.W_OK | os.X_OK)
+    if usable or not test_mode:
+        return CdsConfig(system)
+    # not tempfile.gettempdir(): it raises when no temporary directory is writable
+    return CdsConfig(Path(env.get("TMPDIR") or "/tmp") / f"flight-state-{os.getuid()}")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the place in every error, and a
+    final check that no key was left unread (typos)."""
+
+    def __init__(self, source: str, where: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise errors.ConfigError(f"{source}: {where} must be a table")
+        self.source, self.where, self.data = source, where, data
+        self.read: set[str] = set()
+
+    def error(self, message: str) -> errors.ConfigError:
+        return errors.ConfigError(f"{self.source}: {self.where}: {message}")
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.read.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _REQUIRED:
+            raise self.error(f"{key} is required")
+        return default
+
+    def integer(self, key: str, lo: int, hi: int, default: Any = _REQUIRED) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"{key} must be an integer, not {value!r}")
+        if not lo <= value <= hi:
+            raise self.error(f"{key} {value} is out of range {lo} .. {hi}")
+        return value
+
+    def number(self, key: str, hi: float, default: Any = _REQUIRED, unit: str = "") -> float:
+        """A finite number > 0 and <= hi, as float."""
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(f"{key} must be a number, not {value!r}")
+        if not (isinstance(value, int) or math.isfinite(value)):
+            raise self.error(f"{key} must be finite, not {value}")
+        if not 0 < value <= hi:
+            raise self.error(f"{key} {_fmt(value)} is out of range (0, {_fmt(hi)}]{unit}")
+        return float(value)
+
+    def boolean(self, key: str, default: Any = _REQUIRED) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(f"{key} must be true or false, not {value!r}")
+        return value
+
+    def string(self, key: str, default: Any = _REQUIRED) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            raise self.error(f"{key} must be a string, not {value!r}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            raise self.error(f"{key} must be one of {', '.join(choices)}; not {value!r}")
+        return value
+
+    def strings(self, key: str, default: Any = _REQUIRED) -> tuple[str, ...]:
+        value = self._get(key, default)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise self.error(f"{key} must be a list of strings, not {value!r}")
+        repeated = sorted({v for v in value if list(value).count(v) > 1})
+        if repeated:
+            raise self.error(f"{key} lists {', '.join(map(repr, repeated))} more than once")
+        return tuple(value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.read)
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, sorted(self.read), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(sorted(self.read))
+            raise self.error(f"unknown key {key!r}{hint}; known keys: {known}")
+
+
+class _Parser:
+    SECTIONS = ("mission", "schedule", "partition", "recovery", "scrub", "watchdog", "cds")
+
+    def __init__(self, source: str, base_dir: Path | None, env: Mapping[str, str] | None):
+        self.source, self.base_dir, self.env = source, base_dir, env
+
+    def error(self, message: str) -> errors.ConfigError:
+        return errors.ConfigError(f"{self.source}: {message}")
+
+    def table(self, doc: dict[str, Any], name: str, required: bool = False) -> _Table:
+        if required and name not in doc:
+            raise self.error(f"[{name}] is required")
+        return _Table(self.source, f"[{name}]", doc.get(name, {}))
+
+    def mission(self, doc: dict[str, Any]) -> Mission:
+        top = _Table(self.source, "top level", doc)
+        top.read.update(self.SECTIONS)
+        top.finish()
+
+        m = self.table(doc, "mission", required=True)
+        name = m.string("name")
+        if not 1 <= len(name) <= 64 or not name.isprintable():
+            raise m.error(f"name must be 1-64 printable characters, not {name!r}")
+        seed = m.integer("seed", 0, 2**64 - 1, 0)
+        test_mode = m.boolean("test_mode", False)
+        m.finish()
+
+        schedule = self.schedule(self.table(doc, "schedule", required=True))
+
+        raw_partitions = doc.get("partition")
+        if raw_partitions is None or raw_partitions == []:
+            raise self.error("at least one [[partition]] is required")
+        if not isinstance(raw_partitions, list):
+            raise self.error(
+                "partitions are an array of tables: write [[partition]], not [partition]"
+            )
+
+        watchdog = self.watchdog(self.table(doc, "watchdog"), schedule)
+        partitions = tuple(
+            self.partition(i, raw, schedule, watchdog) for i, raw in enumerate(raw_partitions)
+        )
+        names = [p.name for p in partitions]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise self.error(f"partition {n!r} is defined twice")
+
+        recovery = self.recovery(self.table(doc, "recovery"), schedule, partitions)
+        scrub = self.scrub(self.table(doc, "scrub"), partitions)
+        cds = self.cds(self.table(doc, "cds"), test_mode)
+        return Mission(
+            name=name,
+            seed=seed,
+            test_mode=test_mode,
+            schedule=schedule,
+            partitions=partitions,
+            recovery=recovery,
+            scrub=scrub,
+            watchdog=watchdog,
+            cds=cds,
+            source=self.source,
+        )
+
+    def schedule(self, t: _Table) -> Schedule:
+        minor = t.integer("minor_frame_ms", 1, 10_000)
+        count = t.integer("minor_frames_per_major", 1, 1000)
+        t.finish()
+        if minor * count > 60_000:
+            raise t.error(
+                f"the major frame ({minor} ms x {count} = {minor * count} ms) exceeds 60 s"
+            )
+        return Schedule(minor, count)
+
+    def watchdog(self, t: _Table, schedule: Schedule) -> WatchdogConfig:
+        kind = t.choice("kind", WATCHDOG_KINDS, "software")
+        device = t.string("device", "/dev/watchdog")
+        if not os.path.isabs(device):
+            raise t.error(f"device must be an absolute path, not {device!r}")
+        timeout = t.number("timeout_s", 3600, 2.0, " s")
+        t.finish()
+        if timeout * 1000 <= schedule.major_frame_ms:
+            raise t.error(
+                f"timeout_s {_fmt(timeout)} is not longer than the major frame "
+                f"({schedule.major_frame_ms} ms): the watchdog would fire between strokes"
+            )
+        if kind == "hardware" and not timeout.is_integer():
+            raise t.error(
+                f"timeout_s {_fmt(timeout)} must be whole seconds for a hardware watchdog "
+                "(the Linux watchdog API takes an int)"
+            )
+        return WatchdogConfig(kind, device, timeout)
+
+    def partition(
+        self, index: int, raw: Any, schedule: Schedule, watchdog: WatchdogConfig
+    ) -> PartitionConfig:
+        t = _Table(self.source, f"[[partition]] #{index + 1}", raw)
+        name = t.string("name")
+        if not _NAME.fullmatch(name):
+            raise t.error(f"name {name!r} must match [a-z0-9_-]{{1,32}}")
+        t.where = f"partition {name!r}"
+
+        job = t.choice("job", JOBS)
+        model_path = dataset_path = None
+        if job == "model":
+            model_path = self.data_file(t, "model", t.string("model"), ".flm")
+            if "dataset" in t.data:
+                dataset_path = self.data_file(t, "dataset", t.string("dataset"), ".npz")
+
+        per_major = schedule.minor_frames_per_major
+        period_frames = t.integer("period_frames", 1, per_major, 1)
+        if per_major % period_frames:
+            raise t.error(
+                f"period_frames {period_frames} does not divide minor_frames_per_major "
+                f"{per_major}: the schedule would not repeat every major frame"
+            )
+        period_ms = period_frames * schedule.minor_frame_ms
+        deadline = t.number("deadline_ms", 3_600_000, period_ms, " ms")
+        if deadline > period_ms:
+            raise t.error(f"deadline_ms {_fmt(deadline)} exceeds its period ({period_ms} ms)")
+
+        redundancy = t.choice("redundancy", REDUNDANCY, "tmr")
+        placement = t.choice("placement", PLACEMENTS, "time")
+        replicas = REPLICAS[redundancy]
+        copies = t.integer("weight_copies", 1, MAX_COPIES, replicas)
+        if copies < replicas:
+            raise t.error(
+                f"weight_copies {copies} is fewer than the {replicas} replicas of "
+                f"{redundancy}: each replica needs its own copy"
+            )
+        vote_points = t.strings("vote_points", ())
+        if vote_points and redundancy != "tmr":
+            raise t.error(f'vote_points need redundancy = "tmr" (it is {redundancy!r})')
+        if any(not v for v in vote_points):
+            raise t.error("vote_points may not contain an empty name")
+
+        restart_type = t.choice("restart_type", RESTART_TYPES, "permanent")
+        heartbeat = t.number("heartbeat_timeout_ms", 3_600_000, 3.0 * period_ms, " ms")
+        if heartbeat < period_ms:
+            raise t.error(
+                f"heartbeat_timeout_ms {_fmt(heartbeat)} is shorter than its period "
+                f"({period_ms} ms): the partition would always look hung"
+            )
+        if watchdog.kind != "none" and heartbeat >= watchdog.timeout_s * 1000:
+            raise t.error(
+                f"heartbeat_timeout_ms {_fmt(heartbeat)} is not shorter than the watchdog "
+                f"timeout ({_fmt(watchdog.timeout_s)} s): the watchdog would reset the board "
+                "before the health monitor notices the hang"
+            )
+        max_restarts = t.integer("max_restarts", 0, 1000, 0 if restart_type == "temporary" else 3)
+        if restart_type == "temporary" and max_restarts:
+            raise t.error(
+                f'max_restarts {max_restarts} conflicts with restart_type "temporary" '
+                "(never restarted)"
+            )
+        restart_period = t.number("restart_period_s", 30 * 86400, 60.0, " s")
+        if restart_period * 1000 < period_ms:
+            raise t.error(
+                f"restart_period_s {_fmt(restart_period)} is shorter than its period "
+                f"({period_ms} ms)"
+            )
+        default_ladder = tuple(s for s in ESCALATION_STEPS if s != "degrade" or replicas > 1)
+        ladder = t.strings("escalation", default_ladder)
+        unknown = [s for s in ladder if s not in ESCALATION_STEPS]
+        if unknown:
+            raise t.error(
+                f"escalation step {unknown[0]!r} is not one of {', '.join(ESCALATION_STEPS)}"
+            )
+        if not ladder:
+            raise t.error("escalation needs at least one step")
+        if list(ladder) != sorted(ladder, key=ESCALATION_STEPS.index):
+            raise t.error(
+                f"escalation {list(ladder)} must climb in order of severity: "
+                f"{' -> '.join(ESCALATION_STEPS)}"
+            )
+        if "degrade" in ladder and replicas == 1:
+            raise t.error(
+                'escalation step "degrade" needs redundancy to shed (redundancy = "none")'
+            )
+        t.finish()
+        return PartitionConfig(
+            name=name,
+            job=job,
+            model_path=model_path,
+            dataset_path=dataset_path,
+            period_frames=period_frames,
+            period_ms=period_ms,
+            deadline_ms=deadline,
+            redundancy=redundancy,
+            placement=placement,
+            weight_copies=copies,
+            vote_points=vote_points,
+            restart_type=restart_type,
+            heartbeat_timeout_ms=heartbeat,
+            max_restarts=max_restarts,
+            restart_period_s=restart_period,
+            escalation=ladder,
+        )
+
+    def data_file(self, t: _Table, key: str, value: str, suffix: str) -> Path:
+        if not value:
+            raise t.error(f"{key} must name a file")
+        if not value.endswith(suffix):
+            hint = " (convert ONNX with `flight model convert`)" if suffix == ".flm" else ""
+            raise t.error(f"{key} {value!r} must be a {suffix} file{hint}")
+        path = Path(value)
+        if path.is_absolute():
+            candidates = [path]
+        else:
+            candidates = [] if self.base_dir is None else [self.base_dir / path]
+            candidates.append(_data_dir() / path)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        looked = ", ".join(str(c) for c in candidates)
+        raise t.error(f"{key} {value!r} not found (looked at {looked})")
+
+    def recovery(
+        self, t: _Table, schedule: Schedule, partitions: tuple[PartitionConfig, ...]
+    ) -> RecoveryConfig:
+        names = tuple(p.name for p in partitions)
+        strategy = t.choice("strategy", STRATEGIES, "one_for_one")
+        order = t.strings("order", names)
+        unknown = [n for n in order if n not in names]
+        if unknown:
+            raise t.error(
+                f"order names unknown partition {unknown[0]!r} (partitions: {', '.join(names)})"
+            )
+        missing = [n for n in names if n not in order]
+        if missing:
+            raise t.error(f"order leaves out partition {missing[0]!r}: list every partition")
+        reset_max = t.integer("processor_reset_max", 1, 1000, 3)
+        reset_period = t.number("processor_reset_period_s", 30 * 86400, 86400.0, " s")
+        alarm_threshold = t.integer("vote_alarm_threshold", 1, 10**9, 10)
+        alarm_period = t.number("vote_alarm_period_s", 30 * 86400, 60.0, " s")
+        t.finish()
+        if alarm_period * 1000 < schedule.major_frame_ms:
+            raise t.error(
+                f"vote_alarm_period_s {_fmt(alarm_period)} is shorter than the major frame "
+                f"({schedule.major_frame_ms} ms)"
+            )
+        for p in partitions:
+            if p.max_restarts > reset_max:
+                raise errors.ConfigError(
+                    f"{self.source}: partition {p.name!r}: max_restarts {p.max_restarts} "
+                    f"exceeds the processor-reset budget ([recovery] processor_reset_max "
+                    f"{reset_max}): an inner restart budget may not be looser than the outer one"
+                )
+        return RecoveryConfig(
+            strategy=strategy,
+            order=order,
+            processor_reset_max=reset_max,
+            processor_reset_period_s=reset_period,
+            vote_alarm_threshold=alarm_threshold,
+            vote_alarm_period_s=alarm_period,
+        )
+
+    def scrub(self, t: _Table, partitions: tuple[PartitionConfig, ...]) -> ScrubConfig:
+        block = t.integer("block_size", MIN_BLOCK_SIZE, 1 << 20, 4096)
+        if block % 8:
+            raise t.error(f"block_size {block} must be a multiple of 8")
+        budget = t.integer("bytes_per_frame", 1, 1 << 30, 96 * 1024)
+        t.finish()
+        copies = max(p.weight_copies for p in partitions)
+        if budget < block * copies:
+            raise t.error(
+                f"bytes_per_frame {budget} is less than one block in every copy "
+                f"({block} B x {copies} copies = {block * copies} B): the scrubber could never "
+                "check a block"
+            )
+        return ScrubConfig(bytes_per_frame=budget, block_size=block)
+
+    def cds(self, t: _Table, test_mode: bool) -> CdsConfig:
+        if "directory" not in t.data:
+            t.finish()
+            return _default_cds(test_mode, self.env)
+        directory = t.string("directory")
+        t.finish()
+        if not directory:
+            raise t.error("directory may not be empty")
+        path = Path(directory).expanduser()
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        return CdsConfig(path, explicit=True)
