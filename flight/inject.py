@@ -26,7 +26,8 @@ Fault models (small frozen dataclasses; ``bit=None`` means "choose uniformly wit
   fault is modelled by the caller re-applying it after every write of the site.
 
 :func:`apply` returns an :class:`Injection` record (site, byte offset, bits, old and new byte
-values) that a campaign logs, and that :func:`undo` uses to put exactly those bits back.
+values) that a campaign logs, and that :func:`undo` uses to put exactly those bits back;
+:func:`plan` draws the same record without writing, for memory another process owns.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "as_bytes",
     "flip_bits",
     "flip_process_memory",
+    "plan",
     "read_process_memory",
     "undo",
 ]
@@ -137,6 +139,7 @@ class Injection:
     site)`` replays it; ``bits`` are the bit offsets it targeted (see the module doc);
     ``old`` and ``new`` are the bytes ``byte_offset .. byte_offset + len(old)`` before and
     after. A stuck-at fault on a bit that already held its value has ``old == new``.
+    ``applied`` is False for a record from :func:`plan` (drawn, not yet written).
     """
 
     site: str
@@ -145,6 +148,12 @@ class Injection:
     bits: tuple[int, ...]
     old: bytes
     new: bytes
+    applied: bool = True
+
+    @property
+    def target(self) -> str:
+        """The site's name (a :class:`~flight.radiation.Target`'s name for simulated upsets)."""
+        return self.site
 
     @property
     def changed(self) -> bool:
@@ -169,6 +178,7 @@ class Injection:
             "bits": list(self.bits),
             "old": self.old.hex(),
             "new": self.new.hex(),
+            "applied": self.applied,
         }
 
 
@@ -265,6 +275,29 @@ def _target_bits(fault: Fault, nbits: int, rng: RngLike) -> tuple[int, ...]:
     return bits
 
 
+def plan(fault: Fault, buffer: Any, rng: RngLike = None, *, site: str = "") -> Injection:
+    """What :func:`apply` would do to ``buffer``, without writing it (``applied`` is False).
+
+    For memory this process cannot write directly (a forked worker's copy of an activation
+    arena): the location is drawn here, deterministically, and the owner of the memory
+    replays ``apply(record.fault, its_buffer)``.
+    """
+    view = as_bytes(buffer)
+    bits = _target_bits(fault, 8 * view.size, rng)
+    first, last = bits[0] >> 3, bits[-1] >> 3
+    span = view[first : last + 1].copy()
+    old = span.tobytes()
+    if isinstance(fault, StuckAt):
+        mask = np.uint8(1 << (bits[0] & 7))
+        span[0] = (span[0] | mask) if fault.value else (span[0] & ~mask)
+    else:
+        for b in bits:
+            span[(b >> 3) - first] ^= np.uint8(1 << (b & 7))
+    # The record names the resolved location, so replaying it repeats exactly this injection.
+    resolved = replace(fault, bit=bits[0])
+    return Injection(site, resolved, first, bits, old, span.tobytes(), applied=False)
+
+
 def apply(fault: Fault, buffer: Any, rng: RngLike = None, *, site: str = "") -> Injection:
     """Inject ``fault`` into ``buffer`` and return what was done.
 
@@ -272,18 +305,10 @@ def apply(fault: Fault, buffer: Any, rng: RngLike = None, *, site: str = "") -> 
     random (``bit=None``); ``site`` names the buffer in the record (e.g. ``"weights:cnn[1]"``).
     """
     view = as_bytes(buffer)
-    bits = _target_bits(fault, 8 * view.size, rng)
-    first, last = bits[0] >> 3, bits[-1] >> 3
-    old = view[first : last + 1].tobytes()
-    if isinstance(fault, StuckAt):
-        byte, mask = bits[0] >> 3, np.uint8(1 << (bits[0] & 7))
-        view[byte] = (view[byte] | mask) if fault.value else (view[byte] & ~mask)
-    else:
-        for b in bits:
-            view[b >> 3] ^= np.uint8(1 << (b & 7))
-    new = view[first : last + 1].tobytes()
-    # The record names the resolved location, so replaying it repeats exactly this injection.
-    return Injection(site, replace(fault, bit=bits[0]), first, bits, old, new)
+    record = plan(fault, view, rng, site=site)
+    start = record.byte_offset
+    view[start : start + len(record.new)] = np.frombuffer(record.new, dtype=np.uint8)
+    return replace(record, applied=True)
 
 
 def undo(injection: Injection, buffer: Any) -> int:

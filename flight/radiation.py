@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from flight import errors
-from flight.inject import Injection, MultiBitUpset, SingleBitUpset, apply, as_bytes
+from flight.inject import Injection, MultiBitUpset, SingleBitUpset, apply, as_bytes, plan
 
 __all__ = [
     "ENVIRONMENTS",
@@ -188,11 +188,17 @@ class Target:
     activation between the node that writes it and the last node that reads it). A callable
     target needs ``bits``: the memory is exposed, hence hit, whether or not it is live; a hit
     on dead memory is counted as ``missed`` (masked by construction) and changes nothing.
+
+    ``apply=False`` draws upsets for the target but does not write them: :meth:`advance`
+    returns them as planned records (``Injection.applied`` False) for the memory's real owner
+    (e.g. a forked worker holding its own copy of an activation arena) to replay with
+    ``inject.apply(record.fault, its_buffer)``.
     """
 
     name: str
     buffer: Any
     bits: int | None = None
+    apply: bool = True
     _view: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -238,7 +244,8 @@ def region_targets(region: Any, *, tables: bool = True) -> list[Target]:
 @dataclass
 class TargetCounters:
     """What radiation did to one target: ``upsets`` arrived (``multi_bit`` of them clusters),
-    ``missed`` of them found the memory not live, ``bits_flipped`` bits changed in total, over
+    ``missed`` of them found the memory not live, ``bits_flipped`` bits were hit in total
+    (planned ones of an ``apply=False`` target included), over
     ``exposed_seconds`` of simulated time (accelerated rate: multiply by ``accelerate`` for
     the equivalent time in orbit)."""
 
@@ -257,7 +264,8 @@ class RadiationSimulator:
     targets' bits as Poisson(rate_per_bit_second x bits x dt x accelerate), then for each one
     a target (probability proportional to its bits), single-bit or multi-bit (the
     environment's ``multi_bit_fraction``; cluster size from ``cluster_sizes``, inside an
-    aligned ``mbu_window``-byte word) and a uniform location, and injects it.
+    aligned ``mbu_window``-byte word) and a uniform location, and injects it. ``rng`` (a
+    Generator or a seed) or ``seed`` seeds every draw (default: seed 0).
     Disjoint Poisson intervals are independent, so many small advances and one large one have
     the same statistics.
     """
@@ -266,9 +274,10 @@ class RadiationSimulator:
         self,
         environment: Environment | str,
         targets: Iterable[Target],
-        rng: np.random.Generator | int = 0,
+        rng: np.random.Generator | int | None = None,
         accelerate: float = 1.0,
         *,
+        seed: int | None = None,
         mbu_window: int = 4,
         cluster_sizes: Sequence[tuple[int, float]] = MBU_CLUSTER_SIZES,
         max_upsets_per_advance: int = 1_000_000,
@@ -281,6 +290,10 @@ class RadiationSimulator:
         if not math.isfinite(accelerate) or accelerate < 0:
             raise errors.ConfigError(f"accelerate must be finite and >= 0, got {accelerate}")
         self.accelerate = float(accelerate)
+        if rng is not None and seed is not None:
+            raise errors.ConfigError("give rng or seed, not both")
+        if rng is None:
+            rng = 0 if seed is None else seed
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         sizes = np.array([k for k, _ in cluster_sizes], dtype=np.int64)
         probs = np.array([p for _, p in cluster_sizes], dtype=np.float64)
@@ -358,10 +371,15 @@ class RadiationSimulator:
                 fault: SingleBitUpset | MultiBitUpset = MultiBitUpset(int(ks[j]), self.mbu_window)
             else:
                 fault = SingleBitUpset()
-            injection = apply(fault, view, rng, site=target.name)
+            inject = apply if target.apply else plan
+            injection = inject(fault, view, rng, site=target.name)
             counters.bits_flipped += len(injection.bits)
             out.append(injection)
         return out
+
+    def counts(self) -> dict[str, int]:
+        """Upsets that arrived in each target so far."""
+        return {name: c.upsets for name, c in self.counters.items()}
 
     def summary(self) -> dict[str, Any]:
         """Counters in a plain form for ``flight run --json`` and telemetry."""

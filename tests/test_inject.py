@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flight import errors
+from flight import errors, inject
 from flight.inject import (
     Injection,
     MultiBitUpset,
@@ -207,7 +208,22 @@ def test_injection_record_serialises():
         "bits": [4, 5],
         "old": "00",
         "new": "30",
+        "applied": True,
     }
+    assert rec.target == "crc[1]"
+
+
+def test_plan_draws_without_writing_and_the_owner_replays_it():
+    buf = np.arange(64, dtype=np.uint8)
+    planned = inject.plan(MultiBitUpset(3), buf, np.random.default_rng(9), site="a")
+    assert not planned.applied and np.array_equal(buf, np.arange(64, dtype=np.uint8))
+    assert (
+        planned.old == buf[planned.byte_offset : planned.byte_offset + len(planned.old)].tobytes()
+    )
+    replayed = apply(planned.fault, buf, site="a")
+    assert replayed.applied and replayed == dataclasses.replace(planned, applied=True)
+    same_draw = apply(MultiBitUpset(3), np.arange(64, dtype=np.uint8), 9, site="a")
+    assert same_draw == replayed
 
 
 faults = st.one_of(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from flight import errors
-from flight.inject import MultiBitUpset, SingleBitUpset, undo
+from flight.inject import MultiBitUpset, SingleBitUpset, apply, undo
 from flight.memory import ProtectedRegion
 from flight.radiation import (
     ENVIRONMENTS,
@@ -229,6 +229,26 @@ def test_callable_targets_hit_only_while_live():
     records = sim.advance(0.1)
     assert records and all(r.site == "act" for r in records)
     assert np.count_nonzero(live["buf"].view(np.uint32)) > 0
+
+
+def test_planned_targets_and_the_seed_keyword():
+    arena = np.zeros(1000, np.uint8)
+    env = _flat(rate_per_bit_day=SECONDS_PER_DAY)
+    a = RadiationSimulator(env, [Target("p/activations[0]", arena, apply=False)], seed=3)
+    b = RadiationSimulator(env, [Target("p/activations[0]", np.zeros(1000, np.uint8))], rng=3)
+    planned, applied = a.advance(0.01), b.advance(0.01)
+    assert planned and not arena.any()  # drawn, not written
+    assert all(not r.applied and r.target == "p/activations[0]" for r in planned)
+    # same draws; old/new differ only where a planned upset hits a byte hit before
+    assert [(r.fault, r.bits) for r in planned] == [(r.fault, r.bits) for r in applied]
+    replay = np.zeros(1000, np.uint8)
+    for r in planned:
+        apply(r.fault, replay)
+    assert np.array_equal(replay, b.targets[0].resolve())
+    assert a.counts() == {"p/activations[0]": len(planned)}
+    with pytest.raises(errors.ConfigError):
+        RadiationSimulator(env, [], rng=1, seed=1)
+    assert ENVIRONMENTS["leo"] is LEO
 
 
 def test_region_upsets_are_found_and_repaired_by_the_scrubber():
