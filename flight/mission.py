@@ -47,19 +47,29 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     (number, s, at least one period): restart intensity, at most ``max_restarts`` restarts in
     any ``restart_period_s`` window; one more climbs the escalation ladder.
     ``escalation`` [``["degrade", "disable", "safe_mode", "reset"]``; without ``"degrade"`` for
-    ``redundancy = "none"``] (non-empty list, in that order of severity, no repeats): what to do
-    when the restart budget is exhausted, step by step. ``"degrade"`` needs redundancy to shed.
+    ``redundancy = "none"``] (non-empty list, in that order of severity, no repeats, ending with
+    ``"disable"`` or ``"reset"`` so that a partition that keeps failing always ends somewhere):
+    what to do when the restart budget is exhausted, step by step. ``"degrade"`` needs
+    redundancy to shed.
+    ``in_safe_mode`` [true] (bool): keeps running in safe mode (otherwise stopped on entry and
+    restarted on exit).
+    ``start_deadline_s`` [10] (number, s, up to 3600): a (re)start that has not reported up
+    within this time counts as a failed start.
 
 ``[recovery]``
     ``strategy`` ["one_for_one"]: ``"one_for_one"`` (restart the failed partition) |
     ``"rest_for_one"`` (it and every partition after it in ``order``) | ``"one_for_all"``.
-    ``order`` [declaration order] (list of every partition name, once each): start order.
-    ``processor_reset_max`` [3] (int, 1 .. 1000) and ``processor_reset_period_s`` [86400]
-    (number, s, up to 30 days): at most this many processor resets in the window (counted in
-    the critical data store across boots); beyond it the board stays in safe mode.
-    ``vote_alarm_threshold`` [10] (int, >= 1) corrected votes within ``vote_alarm_period_s``
-    [60] (number, s, at least one major frame) raise a vote alarm (a replica keeps losing: a
-    persistent fault, treated like a failure).
+    ``order`` [declaration order] (list of every partition name, once each): start order (the
+    order ``rest_for_one`` follows).
+    ``processor_reset_max`` [30] (int, 1 .. 10000) and ``processor_reset_period_s`` [60]
+    (number, s, up to 30 days): the processor-reset budget, OTP's supervisor intensity: at most
+    this many partition restarts, over all partitions, in any window of that length; one more
+    and the supervisor asks for a processor reset (its exit code, for the init system).
+    ``safe_mode_max`` [2] (int, 0 .. 1000) and ``safe_mode_period_s`` [3600] (number, s): at
+    most this many safe-mode entries in the window; one more is a processor reset.
+    ``vote_alarm_threshold`` [3] (int, >= 1) times one replica is outvoted within
+    ``vote_alarm_period_s`` [10] (number, s, at least one major frame) raise a vote alarm (a
+    replica that keeps losing has a persistent fault: re-verify its weights, then restart it).
 
 ``[scrub]``
     ``block_size`` [4096] (int, bytes, multiple of 8, 64 .. 1 MiB): CRC block of the protected
@@ -84,11 +94,13 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     :meth:`CdsConfig.ensure` creates the directory.
 
 Cross-checks ("conflicting limits"): a partition's ``max_restarts`` may not exceed
-``processor_reset_max``, because the processor-reset budget is the outermost restart budget and
-an inner budget looser than the one containing it is a contradiction (the operator meant one of
-the two numbers); ``heartbeat_timeout_ms`` must be shorter than the watchdog timeout, or the
-watchdog (withholding strokes for the hung partition) resets the board before the health monitor
-can restart the partition; and the rules above relating periods, deadlines and budgets.
+``processor_reset_max`` (a crash-looping partition would reset the processor before its own
+limit and ladder could act: the partition's limit would be a dead letter; the recovery state
+machine also checks the worst case over the whole ladder); a ladder with ``"safe_mode"``
+needs ``safe_mode_max >= 1``; ``heartbeat_timeout_ms`` must be shorter than the watchdog
+timeout, or the watchdog (withholding strokes for the hung partition) resets the board before
+the health monitor can restart the partition; and the rules above relating periods, deadlines
+and budgets.
 """
 
 from __future__ import annotations
@@ -185,6 +197,8 @@ class PartitionConfig:
     max_restarts: int
     restart_period_s: float
     escalation: tuple[str, ...]
+    in_safe_mode: bool = True
+    start_deadline_s: float = 10.0
 
     @property
     def replicas(self) -> int:
@@ -193,12 +207,15 @@ class PartitionConfig:
 
 @dataclass(frozen=True)
 class RecoveryConfig:
-    """System-level recovery: restart strategy, processor-reset budget, vote alarms."""
+    """System-level recovery: restart strategy and order, the processor-reset budget (restarts
+    over all partitions per window), the safe-mode budget, vote alarms."""
 
     strategy: str
     order: tuple[str, ...]
     processor_reset_max: int
     processor_reset_period_s: float
+    safe_mode_max: int
+    safe_mode_period_s: float
     vote_alarm_threshold: int
     vote_alarm_period_s: float
 
@@ -592,10 +609,17 @@ class _Parser:
                 f"escalation {list(ladder)} must climb in order of severity: "
                 f"{' -> '.join(ESCALATION_STEPS)}"
             )
+        if ladder[-1] not in ("disable", "reset"):
+            raise t.error(
+                f'escalation {list(ladder)} must end with "disable" or "reset", so that a '
+                "partition that keeps failing always ends somewhere"
+            )
         if "degrade" in ladder and replicas == 1:
             raise t.error(
                 'escalation step "degrade" needs redundancy to shed (redundancy = "none")'
             )
+        in_safe_mode = t.boolean("in_safe_mode", True)
+        start_deadline = t.number("start_deadline_s", 3600, 10.0, " s")
         t.finish()
         return PartitionConfig(
             name=name,
@@ -614,6 +638,8 @@ class _Parser:
             max_restarts=max_restarts,
             restart_period_s=restart_period,
             escalation=ladder,
+            in_safe_mode=in_safe_mode,
+            start_deadline_s=start_deadline,
         )
 
     def data_file(self, t: _Table, key: str, value: str, suffix: str) -> Path:
@@ -648,10 +674,12 @@ class _Parser:
         missing = [n for n in names if n not in order]
         if missing:
             raise t.error(f"order leaves out partition {missing[0]!r}: list every partition")
-        reset_max = t.integer("processor_reset_max", 1, 1000, 3)
-        reset_period = t.number("processor_reset_period_s", 30 * 86400, 86400.0, " s")
-        alarm_threshold = t.integer("vote_alarm_threshold", 1, 10**9, 10)
-        alarm_period = t.number("vote_alarm_period_s", 30 * 86400, 60.0, " s")
+        reset_max = t.integer("processor_reset_max", 1, 10_000, 30)
+        reset_period = t.number("processor_reset_period_s", 30 * 86400, 60.0, " s")
+        safe_max = t.integer("safe_mode_max", 0, 1000, 2)
+        safe_period = t.number("safe_mode_period_s", 30 * 86400, 3600.0, " s")
+        alarm_threshold = t.integer("vote_alarm_threshold", 1, 10**9, 3)
+        alarm_period = t.number("vote_alarm_period_s", 30 * 86400, 10.0, " s")
         t.finish()
         if alarm_period * 1000 < schedule.major_frame_ms:
             raise t.error(
@@ -663,13 +691,22 @@ class _Parser:
                 raise errors.ConfigError(
                     f"{self.source}: partition {p.name!r}: max_restarts {p.max_restarts} "
                     f"exceeds the processor-reset budget ([recovery] processor_reset_max "
-                    f"{reset_max}): an inner restart budget may not be looser than the outer one"
+                    f"{reset_max} restarts in {_fmt(reset_period)} s over all partitions): a crash "
+                    "loop would reset the processor before the partition's own limit acts"
+                )
+            if "safe_mode" in p.escalation and safe_max == 0:
+                raise errors.ConfigError(
+                    f"{self.source}: partition {p.name!r}: escalation goes to safe_mode but "
+                    "[recovery] safe_mode_max is 0: every safe-mode step would be a processor "
+                    "reset"
                 )
         return RecoveryConfig(
             strategy=strategy,
             order=order,
             processor_reset_max=reset_max,
             processor_reset_period_s=reset_period,
+            safe_mode_max=safe_max,
+            safe_mode_period_s=safe_period,
             vote_alarm_threshold=alarm_threshold,
             vote_alarm_period_s=alarm_period,
         )

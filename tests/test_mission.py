@@ -42,10 +42,12 @@ BASE: dict[str, Any] = {
     ],
     "recovery": {
         "strategy": "one_for_one",
-        "processor_reset_max": 3,
-        "processor_reset_period_s": 86400,
-        "vote_alarm_threshold": 10,
-        "vote_alarm_period_s": 60,
+        "processor_reset_max": 12,
+        "processor_reset_period_s": 120,
+        "safe_mode_max": 2,
+        "safe_mode_period_s": 3600,
+        "vote_alarm_threshold": 3,
+        "vote_alarm_period_s": 10,
     },
     "scrub": {"block_size": 4096, "bytes_per_frame": 98304},
     "watchdog": {"kind": "software", "device": "/dev/watchdog", "timeout_s": 2},
@@ -129,6 +131,8 @@ def test_default_mission_is_the_documented_demo():
     assert m.scrub.bytes_per_frame == 96 * 1024
     assert (m.watchdog.kind, m.watchdog.timeout_s) == ("software", 2.0)
     assert m.recovery.order == ("classifier",)
+    assert (m.recovery.processor_reset_max, m.recovery.processor_reset_period_s) == (30, 60.0)
+    assert p.in_safe_mode and p.start_deadline_s == 10.0
     assert m.partition("classifier") is p and m.partition_names == ("classifier",)
     assert m.source.endswith("default_mission.toml")
     with pytest.raises(KeyError):
@@ -161,7 +165,15 @@ def test_base_fixture_and_defaults():
     )
     assert p.dataset_path is None and p.vote_points == ()
     assert m.seed == 0 and m.test_mode is False
-    assert m.recovery.strategy == "one_for_one" and m.recovery.processor_reset_max == 3
+    r = m.recovery
+    assert (r.strategy, r.processor_reset_max, r.processor_reset_period_s) == (
+        "one_for_one",
+        30,
+        60,
+    )
+    assert (r.safe_mode_max, r.safe_mode_period_s) == (2, 3600.0)
+    assert (r.vote_alarm_threshold, r.vote_alarm_period_s) == (3, 10.0)
+    assert (p.in_safe_mode, p.start_deadline_s) == (True, 10.0)
     assert (m.scrub.block_size, m.scrub.bytes_per_frame) == (4096, 98304)
     assert (m.watchdog.kind, m.watchdog.device, m.watchdog.timeout_s) == (
         "software",
@@ -387,9 +399,9 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ),
     ({P + "max_restarts": -1}, "max_restarts -1 is out of range 0 .. 1000"),
     (
-        {P + "max_restarts": 5},
-        "mission.toml: partition 'classifier': max_restarts 5 exceeds the processor-reset "
-        "budget ([recovery] processor_reset_max 3)",
+        {P + "max_restarts": 13},
+        "mission.toml: partition 'classifier': max_restarts 13 exceeds the processor-reset "
+        "budget ([recovery] processor_reset_max 12 restarts in 120 s over all partitions)",
     ),
     (
         {P + "escalation": ["reset", "degrade"]},
@@ -398,6 +410,17 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ),
     ({P + "escalation": ["explode"]}, "escalation step 'explode' is not one of degrade, disable"),
     ({P + "escalation": []}, "partition 'classifier': escalation needs at least one step"),
+    (
+        {P + "escalation": ["degrade", "safe_mode"]},
+        "escalation ['degrade', 'safe_mode'] must end with \"disable\" or \"reset\"",
+    ),
+    (
+        {"recovery.safe_mode_max": 0},
+        "partition 'classifier': escalation goes to safe_mode but [recovery] safe_mode_max is 0",
+    ),
+    ({"recovery.safe_mode_max": -1}, "[recovery]: safe_mode_max -1 is out of range 0 .. 1000"),
+    ({P + "in_safe_mode": 1}, "in_safe_mode must be true or false, not 1"),
+    ({P + "start_deadline_s": 0}, "start_deadline_s 0 is out of range (0, 3600] s"),
     ({P + "escalation": ["disable", "disable"]}, "escalation lists 'disable' more than once"),
     (
         {P + "redundancy": "none"},
@@ -411,7 +434,7 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ),
     ({"recovery.order": []}, "[recovery]: order leaves out partition 'classifier'"),
     ({"recovery.order": ["classifier"] * 2}, "order lists 'classifier' more than once"),
-    ({"recovery.processor_reset_max": 0}, "processor_reset_max 0 is out of range 1 .. 1000"),
+    ({"recovery.processor_reset_max": 0}, "processor_reset_max 0 is out of range 1 .. 10000"),
     ({"recovery.vote_alarm_threshold": 0}, "vote_alarm_threshold 0 is out of range"),
     (
         {"recovery.vote_alarm_period_s": 0.1},
@@ -564,6 +587,9 @@ INT_FIELDS = [
     "recovery.processor_reset_period_s",
     "recovery.vote_alarm_threshold",
     "recovery.vote_alarm_period_s",
+    "recovery.safe_mode_max",
+    "recovery.safe_mode_period_s",
+    P + "start_deadline_s",
     "scrub.block_size",
     "scrub.bytes_per_frame",
     "watchdog.timeout_s",
@@ -578,6 +604,7 @@ ALL_FIELDS = [
     P + "restart_type",
     P + "vote_points",
     P + "escalation",
+    P + "in_safe_mode",
     "recovery.strategy",
     "recovery.order",
     "watchdog.kind",
