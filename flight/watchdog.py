@@ -353,28 +353,49 @@ class WatchdogCounters:
 class Watchdog:
     """The supervisor's watchdog: progress-gated strokes over an optional device.
 
-    ``device=None`` is the ``none`` kind: nothing is stroked and :meth:`stroke` always returns
-    False, but gating and counters work the same. The WATCHDOG_STROKE_WITHHELD event is emitted
-    when a withholding episode starts or its laggards change, not on every frame (a hung
-    partition would otherwise flood the event ring at the frame rate); ``totals.withheld``
-    counts every frame.
+    ``device=None`` (without ``opener``) is the ``none`` kind: nothing is stroked and
+    :meth:`stroke` always returns False, but gating and counters work the same.
+
+    **Arming is deferred** when built with an ``opener`` (as :meth:`from_config` does): the
+    device is opened by :meth:`arm` or, at the latest, by the first :meth:`stroke` call, whether
+    or not that stroke is withheld. Opening arms the timer, and the supervisor's start-up (model
+    loading, numba warm-up, forking and waiting for workers) can take longer than a 2 s timeout;
+    start-up hangs are the recovery state machine's start deadlines' business.
+
+    The WATCHDOG_STROKE_WITHHELD event is emitted when a withholding episode starts or its
+    laggards change, not on every frame (a hung partition would otherwise flood the event ring
+    at the frame rate); ``totals.withheld`` counts every frame.
     """
 
     def __init__(
-        self, device: WatchdogDevice | None = None, log: events.EventLog | None = None
+        self,
+        device: WatchdogDevice | None = None,
+        log: events.EventLog | None = None,
+        *,
+        opener: Callable[[], WatchdogDevice] | None = None,
+        kind: str | None = None,
     ) -> None:
+        if device is not None and opener is not None:
+            raise ValueError("give a device or an opener, not both")
         self.device = device
         self.log = log if log is not None else events.EventLog()
         self.totals = WatchdogCounters()
         self.consecutive_withheld = 0
         self.last_laggards: tuple[str, ...] = ()
+        self._opener = opener
+        self._kind = kind or (device.kind if device is not None else "none")
+        self._closed = False
         if device is not None:
-            self.log.emit(
-                events.WATCHDOG_ARMED,
-                kind=device.kind,
-                device=getattr(device, "path", None),
-                timeout_s=device.timeout_s,
-            )
+            self._armed_event()
+
+    def _armed_event(self) -> None:
+        assert self.device is not None
+        self.log.emit(
+            events.WATCHDOG_ARMED,
+            kind=self.device.kind,
+            device=getattr(self.device, "path", None),
+            timeout_s=self.device.timeout_s,
+        )
 
     @classmethod
     def from_config(
@@ -383,25 +404,38 @@ class Watchdog:
         *,
         log: events.EventLog | None = None,
         on_expire: Callable[[float], object] | None = None,
+        arm: bool = False,
         **hardware_options: Any,
     ) -> Watchdog:
-        """Open the watchdog a mission's ``[watchdog]`` section asks for.
+        """The watchdog a mission's ``[watchdog]`` section asks for, armed now (``arm``) or at
+        the first stroke.
 
-        ``on_expire`` replaces the software watchdog's default (exit); when given, expiry also
-        emits WATCHDOG_EXPIRED (from the watchdog thread). The default action emits nothing: it
-        must not wait on event listeners a hung supervisor may be blocking; the exit status
-        :data:`EXIT_SOFTWARE_WATCHDOG` records the cause. ``hardware_options`` go to
+        A hardware device that does not exist or is not writable is a ConfigError here, before
+        arming. ``on_expire`` replaces the software watchdog's default (exit); when given, expiry
+        also emits WATCHDOG_EXPIRED (from the watchdog thread). The default action emits
+        nothing: it must not wait on event listeners a hung supervisor may be blocking; the exit
+        status :data:`EXIT_SOFTWARE_WATCHDOG` records the cause. ``hardware_options`` go to
         :class:`HardwareWatchdog` (e.g. injected system calls).
         """
         log = log if log is not None else events.EventLog()
+        opener: Callable[[], WatchdogDevice]
         if config.kind == "none":
             return cls(None, log)
         if config.kind == "hardware":
+            path = config.device
             timeout = config.timeout_s
             if isinstance(timeout, float) and timeout.is_integer():
                 timeout = int(timeout)
-            return cls(HardwareWatchdog(config.device, timeout, **hardware_options), log)
-        if config.kind == "software":
+            if "open_fn" not in hardware_options and not os.access(path, os.W_OK):
+                reason = "does not exist" if not os.path.exists(path) else "is not writable"
+                raise errors.ConfigError(f"watchdog device {path} {reason}")
+
+            def opener() -> WatchdogDevice:
+                return HardwareWatchdog(path, timeout, **hardware_options)
+
+        elif config.kind == "software":
+            timeout_s = config.timeout_s
+            SoftwareWatchdog(timeout_s, start=False)  # validate now, not at arming
             handler: Callable[[float], object] = exit_on_expire
             if on_expire is not None:
                 user = on_expire
@@ -410,22 +444,44 @@ class Watchdog:
                     log.emit(events.WATCHDOG_EXPIRED, overdue_s=overdue_s)
                     user(overdue_s)
 
-            return cls(SoftwareWatchdog(config.timeout_s, handler), log)
-        raise errors.ConfigError(
-            f"watchdog kind must be 'none', 'software' or 'hardware', not {config.kind!r}"
-        )
+            def opener() -> WatchdogDevice:
+                return SoftwareWatchdog(timeout_s, handler)
+
+        else:
+            raise errors.ConfigError(
+                f"watchdog kind must be 'none', 'software' or 'hardware', not {config.kind!r}"
+            )
+        watchdog = cls(None, log, opener=opener, kind=config.kind)
+        if arm:
+            watchdog.arm()
+        return watchdog
 
     @property
     def kind(self) -> str:
-        return "none" if self.device is None else self.device.kind
+        return self._kind
+
+    @property
+    def armed(self) -> bool:
+        return self.device is not None and not self.device.closed
+
+    def arm(self) -> bool:
+        """Open (and so arm) the watchdog if not yet done. True when a device is armed."""
+        if self._closed:
+            raise ValueError("watchdog is closed")
+        if self.device is None and self._opener is not None:
+            self.device = self._opener()
+            self._armed_event()
+        return self.armed
 
     def stroke(self, progress: Mapping[str, bool]) -> bool:
         """Stroke only if every partition in ``progress`` proved progress this frame.
 
         ``progress`` names the partitions expected to progress this frame (the supervisor leaves
         out disabled ones); an empty mapping means there are none, and the supervisor's own
-        liveness is enough. True when a keepalive was delivered.
+        liveness is enough. Arms the watchdog on the first call. True when a keepalive was
+        delivered.
         """
+        self.arm()
         self.totals.attempted += 1
         laggards = tuple(sorted(name for name, ok in progress.items() if not ok))
         if laggards:
@@ -456,7 +512,11 @@ class Watchdog:
         return delivered
 
     def close(self, magic: bool = True) -> bool:
-        """Close the device (``magic``: disarm it). True when disarmed."""
+        """Close the device (``magic``: disarm it). True when disarmed. A watchdog never armed
+        is just marked closed; closing twice does nothing."""
+        if self._closed:
+            return False
+        self._closed = True
         if self.device is None or self.device.closed:
             return False
         disarmed = self.device.close(magic)
@@ -471,6 +531,7 @@ class Watchdog:
         c = self.totals
         return {
             "kind": self.kind,
+            "armed": self.armed,
             "timeout_s": None if self.device is None else self.device.timeout_s,
             "attempted": c.attempted,
             "confirmed": c.confirmed,
@@ -486,8 +547,9 @@ def make_watchdog(
     *,
     log: events.EventLog | None = None,
     on_expire: Callable[[float], object] | None = None,
+    arm: bool = False,
     **hardware_options: Any,
 ) -> Watchdog:
     """The supervisor's watchdog for a mission's ``[watchdog]`` section
-    (:meth:`Watchdog.from_config`)."""
-    return Watchdog.from_config(config, log=log, on_expire=on_expire, **hardware_options)
+    (:meth:`Watchdog.from_config`; armed at the first stroke unless ``arm``)."""
+    return Watchdog.from_config(config, log=log, on_expire=on_expire, arm=arm, **hardware_options)

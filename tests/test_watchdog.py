@@ -438,32 +438,71 @@ def test_close_events():
     assert log2.count(events.WATCHDOG_DISARMED) == 1
 
 
-def test_from_config_hardware_on_a_regular_file(tmp_path: Path):
+def test_from_config_hardware_on_a_regular_file_arms_at_first_stroke(tmp_path: Path):
     path = tmp_path / "wd"
     path.write_bytes(b"")
     dev = FakeDevice()
     log = events.EventLog()
     config = SimpleNamespace(kind="hardware", device=str(path), timeout_s=2.0)
     wd = Watchdog.from_config(config, log=log, ioctl_fn=dev.ioctl_for_any_fd)
-    assert wd.kind == "hardware" and wd.device.timeout_s == 2
+    assert wd.kind == "hardware" and not wd.armed and wd.device is None
+    assert dev.calls == [] and log.count(events.WATCHDOG_ARMED) == 0
+    assert wd.counters()["armed"] is False
+    assert not wd.stroke({"classifier": False})  # arms even when withheld
+    assert wd.armed and wd.device.timeout_s == 2
     assert ("ioctl", WDIOC_SETTIMEOUT, 2) in dev.calls
     assert wd.stroke({"classifier": True})
-    assert not wd.stroke({"classifier": False})
     assert wd.close()
     assert path.read_bytes() == b"\0V"
     armed = next(e for e in log if e.definition is events.WATCHDOG_ARMED)
     assert armed.fields == {"kind": "hardware", "device": str(path), "timeout_s": 2}
+    with pytest.raises(ValueError, match="closed"):
+        wd.stroke({"classifier": True})
 
 
-def test_from_config_software_with_injected_expiry_emits_event():
+def test_from_config_arm_now(tmp_path: Path):
+    path = tmp_path / "wd"
+    path.write_bytes(b"")
+    config = SimpleNamespace(kind="hardware", device=str(path), timeout_s=2)
+    wd = make_watchdog(config, arm=True, ioctl_fn=FakeDevice().ioctl_for_any_fd)
+    assert wd.armed and wd.arm()  # idempotent
+    assert wd.close(magic=False) is False
+    assert path.read_bytes() == b""
+
+
+def test_from_config_hardware_device_checked_before_arming(tmp_path: Path):
+    config = SimpleNamespace(kind="hardware", device=str(tmp_path / "watchdog9"), timeout_s=2)
+    with pytest.raises(errors.ConfigError, match="watchdog9 does not exist"):
+        make_watchdog(config)
+
+
+def test_close_before_arming_opens_nothing(tmp_path: Path):
+    path = tmp_path / "wd"
+    path.write_bytes(b"")
+    config = SimpleNamespace(kind="hardware", device=str(path), timeout_s=2)
+    wd = make_watchdog(config, ioctl_fn=FakeDevice().ioctl_for_any_fd)
+    assert wd.close() is False and not wd.armed
+    with pytest.raises(ValueError):
+        wd.arm()
+
+
+def test_from_config_software_arms_at_first_stroke_then_expires():
     log = events.EventLog()
     expired = threading.Event()
     config = SimpleNamespace(kind="software", device="/dev/watchdog", timeout_s=0.05)
     wd = Watchdog.from_config(config, log=log, on_expire=lambda s: expired.set())
-    assert wd.kind == "software"
+    assert wd.kind == "software" and not wd.armed
+    assert not expired.wait(0.15)  # not armed: start-up may take longer than the timeout
+    assert wd.stroke({"classifier": True}) and wd.armed
     assert expired.wait(5.0)
     assert log.count(events.WATCHDOG_EXPIRED) == 1
     assert wd.close()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+def test_from_config_software_timeout_checked_at_once(timeout):
+    with pytest.raises(errors.ConfigError):
+        make_watchdog(SimpleNamespace(kind="software", device="", timeout_s=timeout))
 
 
 def test_from_config_rejects_unknown_kind():
