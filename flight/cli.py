@@ -152,6 +152,79 @@ def _cmd_cache_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    """The main job: the bundled default mission (or --mission FILE) under the supervisor."""
+    from flight.mission import default_mission, load_mission
+    from flight.supervisor import Supervisor
+
+    mission = load_mission(args.mission) if args.mission else default_mission()
+    if args.environment and not mission.test_mode:
+        mission = mission.with_test_mode()  # simulated radiation is a test-mode feature
+    supervisor = Supervisor(
+        mission,
+        environment=args.environment,
+        accelerate=args.accelerate,
+        realtime=not args.fast,
+        cds_directory=args.state_dir,
+    )
+    frames = args.frames
+    if frames is None and args.duration is None:
+        frames = 400
+    progress = None if args.json else _progress_printer(frames, args.duration)
+    summary = supervisor.run(frames=frames, duration=args.duration, progress=progress)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        _print_summary(summary)
+    return int(summary.get("exit_code") or 0)
+
+
+def _progress_printer(frames: int | None, duration: float | None):
+    """Live progress: one rewritten line on a terminal, a plain line every second otherwise."""
+    import time
+
+    tty = sys.stdout.isatty()
+    last = [0.0]
+
+    def show(report, supervisor) -> None:
+        now = time.monotonic()
+        faults = "; ".join(report.faults)
+        if not tty and not faults and now - last[0] < 1.0:
+            return
+        last[0] = now
+        s = supervisor.summary(brief=True)
+        accuracy = "-" if s["accuracy"] is None else f"{100 * s['accuracy']:.1f}%"
+        total = f"/{frames}" if frames else ""
+        line = (
+            f"frame {s['frames']}{total}  acc {accuracy}  delivered {s['delivered']}  "
+            f"corrected {s['corrected']}  withheld {s['withheld']}  "
+            f"scrub repairs {s['scrub_repairs']}  restarts {s['restarts']}"
+        )
+        if s["sdc"] is not None:
+            line += f"  sdc {s['sdc']}"
+        if tty:
+            sys.stdout.write("\r\x1b[K" + line)
+            if faults:
+                sys.stdout.write(f"\n  fault: {faults}\n")
+        else:
+            sys.stdout.write(line + (f"  fault: {faults}" if faults else "") + "\n")
+        sys.stdout.flush()
+
+    return show
+
+
+def _print_summary(summary: dict) -> None:
+    print()
+    print("flight run: summary")
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"  {key}:")
+            for k, v in value.items():
+                print(f"    {k}: {v}")
+        else:
+            print(f"  {key}: {value}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flight",
@@ -159,6 +232,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flight {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run the bundled default mission (or --mission FILE) under the supervisor"
+    )
+    run.add_argument("--mission", help="mission TOML (default: the bundled demo mission)")
+    run.add_argument("--frames", type=int, help="minor frames to run (default 400)")
+    run.add_argument("--duration", type=float, help="seconds to run")
+    run.add_argument(
+        "--environment",
+        choices=["leo", "saa", "geo", "flare"],
+        help="simulated radiation (test mode): upsets in weights and activations",
+    )
+    run.add_argument(
+        "--accelerate",
+        type=float,
+        default=1.0,
+        help="multiply the environment's upset rate (e.g. 1e6)",
+    )
+    run.add_argument(
+        "--fast",
+        action="store_true",
+        help="do not pace frames in real time (run as fast as possible)",
+    )
+    run.add_argument("--state-dir", help="directory of the critical data store")
+    run.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    run.set_defaults(func=_cmd_run)
 
     selftest = sub.add_parser(
         "selftest", help="check the native voter, CRCs and scrubber against injected upsets"
