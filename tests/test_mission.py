@@ -128,7 +128,7 @@ def test_default_mission_is_the_documented_demo():
     assert (p.max_restarts, p.restart_period_s) == (3, 60.0)
     assert p.escalation == ("degrade", "disable", "safe_mode", "reset")
     assert p.replicas == 3 and p.weight_copies == 3 and p.period_ms == 50
-    assert m.scrub.bytes_per_frame == 96 * 1024
+    assert m.scrub.bytes_per_frame == 288 * 1024  # all 3 copies of the demo weights per frame
     assert (m.watchdog.kind, m.watchdog.timeout_s) == ("software", 2.0)
     assert m.recovery.order == ("classifier",)
     assert (m.recovery.processor_reset_max, m.recovery.processor_reset_period_s) == (30, 60.0)
