@@ -87,9 +87,10 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
 ``[cds]``
     ``directory`` [see below] (str): where the critical data store lives; relative to the
     mission file. Default, resolved at load: ``$FLIGHT_STATE_DIR`` when set, else
-    ``/var/lib/flight`` when it exists writable or can be created; in test mode only, a
-    per-user ``$TMPDIR/flight-state-<uid>`` (``/tmp`` without ``TMPDIR``) when
-    ``/var/lib/flight`` is unusable. A flight (non-test) mission keeps ``/var/lib/flight``
+    ``/var/lib/flight`` when it exists writable or can be created, else the per-user
+    persistent ``$XDG_STATE_HOME/flight`` (``~/.local/state/flight``); in test mode only, a
+    per-user ``$TMPDIR/flight-state-<uid>`` (``/tmp`` without ``TMPDIR``) when neither is
+    usable. A flight (non-test) mission keeps ``/var/lib/flight``
     anyway: a temporary directory would silently lose the boot and reset counts.
     :meth:`CdsConfig.ensure` creates the directory.
 
@@ -349,10 +350,28 @@ def _default_cds(test_mode: bool, env: Mapping[str, str] | None) -> CdsConfig:
         usable = system.is_dir() and os.access(system, os.W_OK | os.X_OK)
     else:
         usable = system.parent.is_dir() and os.access(system.parent, os.W_OK | os.X_OK)
-    if usable or not test_mode:
+    if usable:
         return CdsConfig(system)
+    # a user without /var/lib/flight (a laptop, a CI runner): a persistent per-user directory
+    home = env.get("XDG_STATE_HOME") or (
+        str(Path(env["HOME"]) / ".local" / "state") if env.get("HOME") else None
+    )
+    if home and _creatable(Path(home) / "flight"):
+        return CdsConfig(Path(home) / "flight")
+    if not test_mode:
+        return CdsConfig(system)  # ensure() then says clearly what to configure
     # not tempfile.gettempdir(): it raises when no temporary directory is writable
     return CdsConfig(Path(env.get("TMPDIR") or "/tmp") / f"flight-state-{os.getuid()}")
+
+
+def _creatable(path: Path) -> bool:
+    """The directory exists writable, or its nearest existing parent is writable."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
 def _fmt(value: float) -> str:

@@ -198,6 +198,7 @@ class Supervisor:
             mission.cds.ensure()
             cds_directory = str(mission.cds.directory)
         self.cds = CriticalDataStore(cds_directory, log=self.log)
+        self.cds_directory = str(cds_directory)
         self.boot = self.cds.begin_boot("flight run")
         self._committed: dict[str, int] = {}
         self.radiation = None
@@ -572,6 +573,7 @@ class Supervisor:
                 "scrub_passes": self.scrubber.counters.passes_completed,
                 "watchdog": self.watchdog.counters(),
                 "boot_count": self.boot,
+                "cds_directory": self.cds_directory,
                 "weights_reverified": self.reverified,
                 "partitions": {
                     p.name: {
