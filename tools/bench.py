@@ -106,6 +106,11 @@ TARGETS = {
     "prepared_vote_4KiB_us": ("<=", 2.0),
     "scrub_vs_zlib": (">=", 2.0),
     "resnet18_flight_vs_onnxruntime": ("<=", 1.5),
+    "tmr_time_vs_simplex": ("<=", 3.15),
+    "tmr_space_vs_simplex": ("<=", 1.8),
+    "restart_kill_to_output_median_ms": ("<=", 100.0),
+    "hang_detection_vs_heartbeat_timeout": ("<=", 1.5),
+    "boot_to_first_voted_output_s": ("<=", 2.0),
 }
 
 
@@ -191,7 +196,170 @@ def bench_model(quick: bool = False) -> dict:
     return results
 
 
-SECTIONS = {"foundation": bench_foundation, "kernels": bench_kernels, "model": bench_model}
+def _mission_variant(
+    redundancy: str = "tmr",
+    placement: str = "time",
+    state_dir: str = "",
+    max_restarts: int = 3,
+    heartbeat_timeout_ms: int = 150,
+):
+    """The default mission with one partition setting changed (benchmarks only)."""
+    import re
+    from importlib import resources
+
+    from flight.mission import load_mission
+
+    text = (resources.files("flight") / "data" / "default_mission.toml").read_text()
+    text = re.sub(r'redundancy = "\w+"', f'redundancy = "{redundancy}"', text)
+    text = re.sub(r'placement = "\w+"', f'placement = "{placement}"', text)
+    text = re.sub(r"max_restarts = \d+", f"max_restarts = {max_restarts}", text)
+    text = re.sub(
+        r"heartbeat_timeout_ms = \d+", f"heartbeat_timeout_ms = {heartbeat_timeout_ms}", text
+    )
+    text = text.replace(
+        'escalation = ["degrade", "disable", "safe_mode", "reset"]',
+        'escalation = ["disable"]'
+        if redundancy == "none"
+        else 'escalation = ["degrade", "disable"]',
+    )
+    text = re.sub(r"processor_reset_max = \d+", "processor_reset_max = 10000", text)
+    text += f'\n[cds]\ndirectory = "{state_dir}"\n'
+    return load_mission(text)
+
+
+def _frame_time(mission, frames: int) -> float:
+    """Median wall time of a supervisor step (compute, vote, scrub, watchdog), fast mode."""
+    from flight.supervisor import Supervisor
+
+    supervisor = Supervisor(mission, realtime=False)
+    supervisor.start()
+    times = []
+    try:
+        for _ in range(frames):
+            started = time.perf_counter()
+            supervisor.step()
+            times.append(time.perf_counter() - started)
+    finally:
+        supervisor.shutdown()
+    return float(np.median(times[frames // 5 :]))
+
+
+def _pss_of_tree(pid: int) -> int:
+    """Sum of PSS (kB) of a process and its children: shared pages counted once overall."""
+    import subprocess
+
+    pids = [pid]
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    pids += [int(p) for p in children.stdout.split()]
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def bench_supervisor(quick: bool = False) -> dict:
+    """Issue-4 figures: TMR cost, restart time, hang detection, boot time, memory."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+
+    from flight.supervisor import Supervisor
+
+    frames = 100 if quick else 300
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as state:
+        simplex = _frame_time(_mission_variant("none", state_dir=state), frames)
+        tmr_time = _frame_time(_mission_variant("tmr", "time", state_dir=state), frames)
+        tmr_space = _frame_time(_mission_variant("tmr", "space", state_dir=state), frames)
+        results.update(
+            {
+                "frame_simplex_ms": simplex * 1e3,
+                "frame_tmr_time_ms": tmr_time * 1e3,
+                "frame_tmr_space_ms": tmr_space * 1e3,
+                "tmr_time_vs_simplex": tmr_time / simplex,
+                "tmr_space_vs_simplex": tmr_space / simplex,
+            }
+        )
+
+        # restart: SIGKILL the worker, then time until the next delivered output (fast mode)
+        supervisor = Supervisor(
+            _mission_variant(max_restarts=1000, state_dir=state), realtime=False
+        )
+        kills = 10 if quick else 30
+
+        def killer(report, sup):
+            if report.frame % 5 == 2:
+                for w in sup.partitions[0].workers:
+                    if w.pid:
+                        os.kill(w.pid, signal.SIGKILL)
+
+        summary = supervisor.run(frames=kills * 5, progress=killer)
+        restart = summary["partitions"]["classifier"]["restart_seconds"]
+        results["restart_kill_to_output_median_ms"] = float(np.median(restart)) * 1e3
+        results["restart_kill_to_output_max_ms"] = float(np.max(restart)) * 1e3
+
+        # hang: SIGSTOP the worker; latency from the request it ignores to the detection
+        hb_ms = 150
+        latencies = []
+        supervisor = Supervisor(
+            _mission_variant(max_restarts=1000, state_dir=state, heartbeat_timeout_ms=hb_ms),
+            realtime=False,
+        )
+        supervisor.start()
+        try:
+            for _ in range(5 if quick else 10):
+                supervisor.step()
+                os.kill(supervisor.partitions[0].workers[0].pid, signal.SIGSTOP)
+                started = time.perf_counter()
+                report = supervisor.step()
+                assert any("hang" in f for f in report.faults), report
+                latencies.append(time.perf_counter() - started)
+        finally:
+            supervisor.shutdown()
+        results["hang_detection_median_ms"] = float(np.median(latencies)) * 1e3
+        results["hang_detection_vs_heartbeat_timeout"] = float(np.median(latencies)) * 1e3 / hb_ms
+
+        # boot to first voted output (warm numba cache), and memory of the default mission
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flight.cli",
+                "run",
+                "--frames",
+                "1",
+                "--fast",
+                "--json",
+                "--state-dir",
+                state,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        results["boot_to_first_voted_output_s"] = time.perf_counter() - started
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flight.cli", "run", "--duration", "8", "--state-dir", state],
+            stdout=subprocess.DEVNULL,
+        )
+        time.sleep(5)
+        results["default_mission_pss_MB"] = _pss_of_tree(proc.pid) / 1024
+        proc.wait(timeout=60)
+    return results
+
+
+SECTIONS = {
+    "foundation": bench_foundation,
+    "kernels": bench_kernels,
+    "model": bench_model,
+    "supervisor": bench_supervisor,
+}
 
 
 def _print(section: str, results: dict) -> None:
