@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -168,8 +169,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cds_directory=args.state_dir,
     )
     frames = args.frames
-    if frames is None and args.duration is None:
+    if frames is None and args.duration is None and not args.forever:
         frames = 400
+
+    def request_stop(signum, frame) -> None:  # systemd stop, Ctrl-C: a clean shutdown
+        supervisor.stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     progress = None if args.json else _progress_printer(frames, args.duration)
     summary = supervisor.run(frames=frames, duration=args.duration, progress=progress)
     if args.json:
@@ -239,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mission", help="mission TOML (default: the bundled demo mission)")
     run.add_argument("--frames", type=int, help="minor frames to run (default 400)")
     run.add_argument("--duration", type=float, help="seconds to run")
+    run.add_argument(
+        "--forever", action="store_true", help="run until SIGTERM/SIGINT (a board's service)"
+    )
     run.add_argument(
         "--environment",
         choices=["leo", "saa", "geo", "flare"],

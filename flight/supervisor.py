@@ -166,6 +166,7 @@ class Supervisor:
         self.realtime = realtime
         self.log = events.EventLog(capacity=1024, clock=clock)
         self.frame = 0
+        self.stop_requested = False  # set from a signal handler: finish the frame, shut down
         self.reverified = 0
         self.exit_code: int | None = None
         self.safe_mode = False
@@ -516,7 +517,7 @@ class Supervisor:
         started = self.clock()
         next_frame = started
         try:
-            while self.exit_code is None:
+            while self.exit_code is None and not self.stop_requested:
                 if frames is not None and self.frame >= frames:
                     break
                 if duration is not None and self.clock() - started >= duration:

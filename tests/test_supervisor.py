@@ -271,3 +271,29 @@ def test_default_mission_file_is_valid_for_the_supervisor():
     policy = policy_from_mission(default_mission())
     assert policy.partitions[0].name == "classifier"
     assert Path(default_mission().partitions[0].model_path).is_file()
+
+
+def test_sigterm_shuts_down_cleanly_with_a_summary(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flight.cli",
+            "run",
+            "--forever",
+            "--json",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["frames"] > 0 and summary["delivered"] == summary["inferences"]
+    assert summary["events"].get("WATCHDOG_DISARMED") == 1  # magic close on a clean stop
