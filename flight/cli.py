@@ -81,13 +81,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str, indent=2))
         return 0
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            print(f"{key}:")
-            for k, v in value.items():
-                print(f"  {k}: {v}")
-        else:
-            print(f"{key}: {value}")
+    _print_mapping(summary)
     return 0
 
 
@@ -220,16 +214,21 @@ def _progress_printer(frames: int | None, duration: float | None):
     return show
 
 
+def _print_mapping(mapping: dict, indent: str = "") -> None:
+    """key: value lines, one level of nested mappings indented."""
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            for k, v in value.items():
+                print(f"{indent}  {k}: {v}")
+        else:
+            print(f"{indent}{key}: {value}")
+
+
 def _print_summary(summary: dict) -> None:
     print()
     print("flight run: summary")
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            print(f"  {key}:")
-            for k, v in value.items():
-                print(f"    {k}: {v}")
-        else:
-            print(f"  {key}: {value}")
+    _print_mapping(summary, "  ")
 
 
 def build_parser() -> argparse.ArgumentParser:
