@@ -49,6 +49,8 @@ class Ctl(IntEnum):
     ACT_UPSETS = 6  # activation upsets to inject during the next request (test mode)
     ACT_SEED = 7
     ACT_DONE = 8  # activation upsets actually injected so far
+    VP_CORRECTED = 9  # words corrected at vote points (time-placement TMR)
+    VP_NO_MAJORITY = 10
     SIZE = 16
 
 
@@ -93,10 +95,17 @@ def _inject_activation_upsets(replicas, count: int, seed: int) -> dict:
     return {i: h for i, h in enumerate(hooks_by_replica) if h}
 
 
-def _worker_main(ctl: np.ndarray, wake_fd: int, done_fd: int, replicas, input_buffer) -> None:
+def _worker_main(
+    ctl: np.ndarray, wake_fd: int, done_fd: int, replicas, input_buffer, vote_points=()
+) -> None:
     """The worker loop (runs in the forked child; never returns)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    staged = None
+    if vote_points:
+        from flight.redundancy import VotePoints
+
+        staged = VotePoints(list(replicas), list(vote_points))
     ctl[Ctl.PID] = os.getpid()
     ctl[Ctl.READY] = 1
     os.write(done_fd, b"R")
@@ -114,8 +123,13 @@ def _worker_main(ctl: np.ndarray, wake_fd: int, done_fd: int, replicas, input_bu
                 hooks = _inject_activation_upsets(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
                 ctl[Ctl.ACT_UPSETS] = 0
                 ctl[Ctl.ACT_DONE] += upsets
-            for index, replica in enumerate(replicas):
-                replica.run(input_buffer, after=hooks.get(index))
+            if staged is not None:
+                staged.run(input_buffer, hooks)
+                ctl[Ctl.VP_CORRECTED] = staged.corrected
+                ctl[Ctl.VP_NO_MAJORITY] = staged.no_majority
+            else:
+                for index, replica in enumerate(replicas):
+                    replica.run(input_buffer, after=hooks.get(index))
             ctl[Ctl.INFER_NS] = time.perf_counter_ns() - started
             ctl[Ctl.DONE] = request
             ctl[Ctl.HEARTBEAT] += 1
@@ -130,9 +144,15 @@ class PartitionProcess:
     """The supervisor's handle on one worker process (fork, request, wait, kill, reap)."""
 
     def __init__(
-        self, name: str, replicas: Sequence, input_buffer: np.ndarray, close_in_child=()
+        self,
+        name: str,
+        replicas: Sequence,
+        input_buffer: np.ndarray,
+        close_in_child=lambda: (),
+        vote_points: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.vote_points = tuple(vote_points)
         self.replicas = list(replicas)
         self.input_buffer = input_buffer
         self.ctl = shared_zeros(int(Ctl.SIZE), np.uint64)
@@ -162,7 +182,9 @@ class PartitionProcess:
                 for fd in self._close_in_child():
                     with contextlib.suppress(OSError):
                         os.close(fd)
-                _worker_main(self.ctl, wake_r, done_w, self.replicas, self.input_buffer)
+                _worker_main(
+                    self.ctl, wake_r, done_w, self.replicas, self.input_buffer, self.vote_points
+                )
             finally:
                 os._exit(4)
         os.close(wake_r)
@@ -275,6 +297,11 @@ class PartitionProcess:
         if not byte:
             raise WorkerDied(self.name)
         return byte
+
+    @property
+    def vote_point_corrections(self) -> int:
+        """Words corrected at vote points by the current worker since it started."""
+        return int(self.ctl[Ctl.VP_CORRECTED])
 
     @property
     def inference_seconds(self) -> float:

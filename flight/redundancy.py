@@ -87,3 +87,46 @@ class RedundantRunner:
             lost=result.lost,
             no_majority=result.no_majority,
         )
+
+
+class VotePoints:
+    """TMR in time with vote points: the replicas run segment by segment; after each chosen
+    layer its output is voted word by word and the voted value written back into every replica
+    (resync), so an upset in one replica's activations or weights is stopped at the next vote
+    point instead of propagating to the output.
+
+    Words without a majority at a vote point are written back as the bitwise majority and
+    counted; the final output vote decides whether the result is delivered.
+    """
+
+    def __init__(self, replicas: list, names: list[str] | tuple[str, ...]) -> None:
+        if len(replicas) != 3:
+            raise errors.ConfigError("vote points need three replicas (TMR)")
+        order = sorted({replicas[0].node_index(name): name for name in names}.items())
+        self.replicas = replicas
+        self.names = [name for _, name in order]
+        cuts = [index + 1 for index, _ in order]
+        self.bounds = list(zip([0, *cuts], [*cuts, None], strict=True))
+        self._scratch = {name: np.empty_like(replicas[0].buffer(name)) for name in self.names}
+        self._votes = [
+            prepare(*[r.buffer(name) for r in replicas], self._scratch[name]) for name in self.names
+        ]
+        self.corrected = 0  # words corrected at vote points
+        self.no_majority = 0
+
+    def run(self, x: np.ndarray, hooks: dict | None = None) -> None:
+        """One inference of all three replicas; ``hooks[i]`` are replica i's ``after`` hooks."""
+        hooks = hooks or {}
+        for segment, (start, stop) in enumerate(self.bounds):
+            for index, replica in enumerate(self.replicas):
+                replica.run(
+                    x if start == 0 else None, after=hooks.get(index), start=start, stop=stop
+                )
+            if segment < len(self.names):
+                result = self._votes[segment].words()
+                if result.corrected or result.no_majority:
+                    self.corrected += result.corrected
+                    self.no_majority += result.no_majority
+                    voted = self._scratch[self.names[segment]]
+                    for replica in self.replicas:
+                        np.copyto(replica.buffer(self.names[segment]), voted)

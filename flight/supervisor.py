@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from flight import events
+from flight import errors, events
 from flight.partition import PartitionProcess, WorkerDied
 from flight.shm import shared_bytes, shared_zeros
 from flight.vote import compare, prepare
@@ -63,6 +63,7 @@ class PartitionStats:
     sdc: int = 0
     dwc_reexecutions: int = 0
     replica_restarts: int = 0
+    vote_point_corrections: int = 0  # words resynced at vote points
     deadline_misses: int = 0
     lost: list[int] = field(default_factory=lambda: [0, 0, 0])
     restarts: Counter = field(default_factory=Counter)
@@ -106,6 +107,7 @@ class PartitionRuntime:
         """Time placement: one worker computes the active replicas in turn; space placement:
         one worker per replica (each its own failure domain, running in parallel)."""
         active = self.active_replicas()
+        self.vp_seen = 0  # vote-point corrections already counted from the current worker
         if self.placement == "space":
             self.workers = [
                 PartitionProcess(
@@ -175,12 +177,19 @@ class Supervisor:
         self._rng = np.random.default_rng(rng_seed)
         simulate = environment is not None
         for spec in mission.partitions:
+            if spec.vote_points and spec.placement == "space":
+                raise errors.ConfigError(
+                    f"partition {spec.name!r}: vote points need time placement (the replicas "
+                    "must meet between layers; space-placed replicas only meet at the output)"
+                )
             model = load_model(
                 spec.model_path,
                 copies=3,
                 allocate=shared_bytes,
                 block_size=mission.scrub.block_size,
             )
+            for name in spec.vote_points:
+                model.replica(0).node_index(name)  # ModelError now, not a dead worker later
             dataset = None
             if spec.dataset_path is not None:
                 data = np.load(spec.dataset_path)
@@ -401,6 +410,10 @@ class Supervisor:
             self._fsm(recovery.HeartbeatMissed(p.name))
             return False
 
+        if p.placement == "time" and p.workers:
+            seen = p.workers[0].vote_point_corrections
+            p.stats.vote_point_corrections += seen - p.vp_seen
+            p.vp_seen = seen
         output, delivered, corrected = self._decide(p)
         if delivered:
             p.stats.delivered += 1
@@ -583,6 +596,7 @@ class Supervisor:
                         "disabled": p.disabled,
                         "lost_by_replica": list(p.stats.lost),
                         "dwc_reexecutions": p.stats.dwc_reexecutions,
+                        "vote_point_corrections": p.stats.vote_point_corrections,
                         "restart_seconds": [round(s, 4) for s in p.stats.restart_seconds],
                     }
                     for p in self.partitions

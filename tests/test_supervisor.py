@@ -297,3 +297,33 @@ def test_sigterm_shuts_down_cleanly_with_a_summary(tmp_path):
     summary = json.loads(out)
     assert summary["frames"] > 0 and summary["delivered"] == summary["inferences"]
     assert summary["events"].get("WATCHDOG_DISARMED") == 1  # magic close on a clean stop
+
+
+def test_vote_points_in_a_supervised_partition(tmp_path):
+    text = tmp_path / "mission.toml"
+    _mission(tmp_path)
+    body = text.read_text().replace(
+        'escalation = ["degrade", "disable"]',
+        'escalation = ["degrade", "disable"]\nvote_points = ["relu2.out"]',
+    )
+    text.write_text(body)
+    supervisor = Supervisor(load_mission(text), environment="flare", accelerate=3e5, realtime=False)
+    summary = supervisor.run(frames=150)
+    assert summary["sdc"] == 0 and summary["delivered"] + summary["withheld"] > 0
+    stats = summary["partitions"]["classifier"]
+    assert "vote_point_corrections" in stats
+    assert summary["upsets"], "radiation did not act"
+
+
+def test_vote_points_need_time_placement(tmp_path):
+    from flight import errors
+
+    text = tmp_path / "mission.toml"
+    _mission(tmp_path, placement="space")
+    body = text.read_text().replace(
+        'escalation = ["degrade", "disable"]',
+        'escalation = ["degrade", "disable"]\nvote_points = ["relu2.out"]',
+    )
+    text.write_text(body)
+    with pytest.raises(errors.ConfigError, match="time placement"):
+        Supervisor(load_mission(text), realtime=False)

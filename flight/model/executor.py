@@ -293,18 +293,42 @@ class Replica:
 
     def run(
         self,
-        x: np.ndarray | Mapping[str, np.ndarray],
+        x: np.ndarray | Mapping[str, np.ndarray] | None,
         *,
         after: Mapping[str, Callable[[np.ndarray], None]] | None = None,
+        start: int = 0,
+        stop: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Run one inference; returns views of the outputs (pinned, valid until the next run).
 
         ``after`` maps activation names to callbacks that get the buffer right after the node
         that writes it (and may modify it: vote-point write-back, fault injection).
+        ``start``/``stop`` run only nodes [start, stop) (segments between vote points); the
+        inputs are copied in when ``start`` is 0 (``x`` may be None for a later segment).
         """
+        if start == 0:
+            self._feed(x)
+        steps = self._steps[start:stop]
+        ws = self.workspace
+        if after:
+            unknown = set(after) - set(self._views)
+            if unknown:
+                raise ModelError(f"no such activations for hooks: {sorted(unknown)}")
+            for node, fn, ins, outs, attrs in steps:
+                fn(ins, outs, attrs, ws)
+                for name, out in zip(node.outputs, outs, strict=True):
+                    hook = after.get(name)
+                    if hook is not None:
+                        hook(out)
+        else:
+            for _node, fn, ins, outs, attrs in steps:
+                fn(ins, outs, attrs, ws)
+        return {name: self._views[name] for name in self.model.output_names}
+
+    def _feed(self, x: np.ndarray | Mapping[str, np.ndarray] | None) -> None:
         feeds = x if isinstance(x, Mapping) else {self.model.input_names[0]: x}
         for name in self.model.input_names:
-            if name not in feeds:
+            if feeds.get(name) is None:
                 raise ModelError(f"missing input {name!r}")
             value = np.asarray(feeds[name])
             target = self._views[name]
@@ -313,18 +337,10 @@ class Replica:
                     f"input {name!r} has shape {value.shape}, the model takes {target.shape}"
                 )
             np.copyto(target, value, casting="same_kind")
-        ws = self.workspace
-        if after:
-            unknown = set(after) - set(self._views)
-            if unknown:
-                raise ModelError(f"no such activations for hooks: {sorted(unknown)}")
-            for node, fn, ins, outs, attrs in self._steps:
-                fn(ins, outs, attrs, ws)
-                for name, out in zip(node.outputs, outs, strict=True):
-                    hook = after.get(name)
-                    if hook is not None:
-                        hook(out)
-        else:
-            for _node, fn, ins, outs, attrs in self._steps:
-                fn(ins, outs, attrs, ws)
-        return {name: self._views[name] for name in self.model.output_names}
+
+    def node_index(self, tensor: str) -> int:
+        """Index of the node that writes ``tensor`` (where a vote point splits the graph)."""
+        for index, (node, *_rest) in enumerate(self._steps):
+            if tensor in node.outputs:
+                return index
+        raise ModelError(f"no node of {self.model.graph.name!r} writes {tensor!r}")

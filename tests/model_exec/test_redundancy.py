@@ -94,3 +94,34 @@ def test_modes_need_enough_copies():
         RedundantRunner(io.load(DEMO.read_bytes(), copies=1), "tmr")
     with pytest.raises(errors.ConfigError):
         RedundantRunner(io.load(DEMO.read_bytes(), copies=2), "quad")
+
+
+def _flip_exponent(buffer):
+    buffer.reshape(-1).view(np.uint32)[5] ^= np.uint32(1 << 30)  # 0.0 -> 2.0, x -> huge
+
+
+def test_vote_points_resync_a_corrupted_activation(model):
+    from flight.redundancy import VotePoints
+
+    golden = model.run(X)
+    replicas = [model.replica(i) for i in range(3)]
+    staged = VotePoints(replicas, ["relu2.out", "relu1.out"])  # any order
+    assert staged.names == ["relu1.out", "relu2.out"]
+    staged.run(X, hooks={1: {"relu1.out": _flip_exponent}})
+    outputs = [r.buffer(model.output_names[0]) for r in replicas]
+    assert staged.corrected == 1 and staged.no_majority == 0
+    assert all(np.array_equal(o, golden) for o in outputs)  # replica 1 was resynced
+
+
+def test_without_vote_points_the_upset_reaches_the_output(model):
+    golden = model.run(X)
+    out = model.replica(1).run(X, after={"relu1.out": _flip_exponent})[model.output_names[0]]
+    assert not np.array_equal(out, golden)
+
+
+def test_segments_equal_a_whole_run(model):
+    replica = model.replica(0)
+    whole = replica.run(X)[model.output_names[0]].copy()
+    cut = replica.node_index("maxpool1.out") + 1
+    replica.run(X, stop=cut)
+    assert np.array_equal(replica.run(None, start=cut)[model.output_names[0]], whole)
