@@ -438,7 +438,10 @@ def test_sigkill_mid_commit_loop_always_leaves_a_loadable_committed_value(tmp_pa
     kills = mid_commit = 0
     while kills < 20 and time.monotonic() < deadline:
         child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, env=env
+            [sys.executable, "-c", _CHILD, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
         )
         assert child.stdout is not None
         first = child.stdout.readline()  # the child is in its loop
