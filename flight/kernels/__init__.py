@@ -101,8 +101,9 @@ def _op_conv(inputs, outputs, attrs, ws):
     if attrs.get("packed"):
         ks = list(attrs["kernel_shape"])
         kh, kw = (1, ks[0]) if len(ks) == 1 else ks
-        conv2d_packed(x, inputs[1], kh, kw, b, out, s[0], s[1], p[0], p[1], d[0], d[1], group,
-                      act, a, bb, ws)
+        conv2d_packed(
+            x, inputs[1], kh, kw, b, out, s[0], s[1], p[0], p[1], d[0], d[1], group, act, a, bb, ws
+        )
     else:
         w = inputs[1]
         w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if w.ndim == 3 else w
@@ -129,9 +130,17 @@ def _ws_conv(inputs, outputs, attrs) -> int:
 
 def _op_gemm(inputs, outputs, attrs, ws):
     c = inputs[2] if len(inputs) > 2 else None
-    gemm(inputs[0], inputs[1], c, outputs[0], float(attrs.get("alpha", 1.0)),
-         float(attrs.get("beta", 1.0)), bool(attrs.get("transA", 0)), bool(attrs.get("transB", 0)),
-         ws)
+    gemm(
+        inputs[0],
+        inputs[1],
+        c,
+        outputs[0],
+        float(attrs.get("alpha", 1.0)),
+        float(attrs.get("beta", 1.0)),
+        bool(attrs.get("transA", 0)),
+        bool(attrs.get("transB", 0)),
+        ws,
+    )
     act, a, b = _act_attrs(attrs)
     if act != ACT_NONE:
         flat = outputs[0].reshape(-1)
@@ -162,8 +171,19 @@ def _op_avgpool(inputs, outputs, attrs, ws):
     kh, kw, s, d, p = _pool_geometry(inputs, outputs, attrs)
     if d != [1, 1]:
         raise NotImplementedError("AveragePool dilations are not supported")
-    avgpool2d(_as4d(inputs[0]), _as4d(outputs[0]), kh, kw, s[0], s[1], p[0], p[1], p[2], p[3],
-              bool(attrs.get("count_include_pad", 0)))
+    avgpool2d(
+        _as4d(inputs[0]),
+        _as4d(outputs[0]),
+        kh,
+        kw,
+        s[0],
+        s[1],
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        bool(attrs.get("count_include_pad", 0)),
+    )
 
 
 def _op_gap(inputs, outputs, attrs, ws):
@@ -184,8 +204,13 @@ def _op_relu(inputs, outputs, attrs, ws):
 
 
 def _op_leaky(inputs, outputs, attrs, ws):
-    act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), ACT_LEAKY,
-             float(attrs.get("alpha", 0.01)), 0.0)
+    act_flat(
+        inputs[0].reshape(-1),
+        outputs[0].reshape(-1),
+        ACT_LEAKY,
+        float(attrs.get("alpha", 0.01)),
+        0.0,
+    )
 
 
 def _op_clip(inputs, outputs, attrs, ws):
@@ -244,7 +269,7 @@ def _op_pad(inputs, outputs, attrs, ws):
 def _axis3(x: Array, axis: int) -> tuple[int, int, int]:
     axis = axis % x.ndim
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
     return outer, x.shape[axis], inner
 
 
@@ -257,15 +282,28 @@ def _op_softmax(inputs, outputs, attrs, ws):
 def _op_lrn(inputs, outputs, attrs, ws):
     x = inputs[0]
     v = (x.shape[0], x.shape[1], -1)
-    lrn(x.reshape(v), outputs[0].reshape(v), int(attrs["size"]), float(attrs.get("alpha", 1e-4)),
-        float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0)))
+    lrn(
+        x.reshape(v),
+        outputs[0].reshape(v),
+        int(attrs["size"]),
+        float(attrs.get("alpha", 1e-4)),
+        float(attrs.get("beta", 0.75)),
+        float(attrs.get("bias", 1.0)),
+    )
 
 
 def _op_batchnorm(inputs, outputs, attrs, ws):
     x = inputs[0]
     v = (x.shape[0], x.shape[1], -1)
-    batchnorm(x.reshape(v), inputs[1], inputs[2], inputs[3], inputs[4],
-              float(attrs.get("epsilon", 1e-5)), outputs[0].reshape(v))
+    batchnorm(
+        x.reshape(v),
+        inputs[1],
+        inputs[2],
+        inputs[3],
+        inputs[4],
+        float(attrs.get("epsilon", 1e-5)),
+        outputs[0].reshape(v),
+    )
 
 
 #: ONNX op name -> dispatcher ``fn(inputs, outputs, attrs, ws)``.
@@ -303,9 +341,11 @@ OPS: dict[str, Kernel] = {
 }
 
 
-def workspace_size(op: str, inputs: Sequence[Any], outputs: Sequence[Any],
-                   attrs: Mapping[str, Any]) -> int:
+def workspace_size(
+    op: str, inputs: Sequence[Any], outputs: Sequence[Any], attrs: Mapping[str, Any]
+) -> int:
     """Float32 workspace elements node ``op`` needs; ``inputs``/``outputs`` are arrays or shapes."""
+
     def shp(a):
         return tuple(a.shape) if hasattr(a, "shape") else tuple(a)
 

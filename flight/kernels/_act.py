@@ -40,7 +40,7 @@ def bias_act_rows(y, base, rows, cols, ld, bias, boff, has_bias, act, a, b):
     for r in range(rows):
         o = base + r * ld
         bv = bias[boff + r] if has_bias else zero
-        row = y[o:o + cols]
+        row = y[o : o + cols]
         if act == 0:
             if has_bias:
                 for j in range(cols):

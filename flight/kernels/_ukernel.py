@@ -97,8 +97,9 @@ class _Tile:
                 with builder.if_else(acc_flag) as (add, put):
                     with add:
                         for v in range(_NV):
-                            val = builder.fadd(_vload(builder, row, v * VW),
-                                               builder.load(self.accs[i][v]))
+                            val = builder.fadd(
+                                _vload(builder, row, v * VW), builder.load(self.accs[i][v])
+                            )
                             _vstore(builder, val, row, v * VW)
                     with put:
                         for v in range(_NV):
@@ -138,8 +139,11 @@ def ukernel(typingctx, kc, ap, aoff, bp, boff, ldb, c, coff, ldc, mr, accumulate
         bbase = builder.gep(bpa.data, [boff_i])
         with cgutils.for_range(builder, kc_i) as loop:
             p = loop.index
-            tile.update(builder, builder.gep(abase, [builder.mul(p, _c(MR))]),
-                        builder.gep(bbase, [builder.mul(p, ldb_i)]))
+            tile.update(
+                builder,
+                builder.gep(abase, [builder.mul(p, _c(MR))]),
+                builder.gep(bbase, [builder.mul(p, ldb_i)]),
+            )
         tile.store(builder, builder.gep(ca.data, [coff_i]), ldc_i, mr_i, acc_b)
         return context.get_dummy_value()
 
@@ -147,8 +151,9 @@ def ukernel(typingctx, kc, ap, aoff, bp, boff, ldb, c, coff, ldc, mr, accumulate
 
 
 @intrinsic
-def ukernel_conv(typingctx, nch, kh, kw, s_c, s_h, s_w, ap, aoff, x, xoff, c, coff, ldc, mr,
-                 accumulate):
+def ukernel_conv(
+    typingctx, nch, kh, kw, s_c, s_h, s_w, ap, aoff, x, xoff, c, coff, ldc, mr, accumulate
+):
     """Direct-convolution micro-kernel: B is read in place from a (padded) image.
 
     Row p = (ch, ki, kj) (ch < nch, ki < kh, kj < kw, in that nesting) of B is the NR floats at
@@ -205,8 +210,9 @@ def strided_copy(typingctx, dst, doff, src, soff, sstride, n, total):
         dbase = builder.gep(da.data, [doff_i])
         sbase = builder.gep(sa.data, [soff_i])
         fast = builder.and_(
-            builder.and_(builder.icmp_signed("==", n_i, _c(NR)),
-                         builder.icmp_signed("==", tot_i, _c(NR))),
+            builder.and_(
+                builder.icmp_signed("==", n_i, _c(NR)), builder.icmp_signed("==", tot_i, _c(NR))
+            ),
             builder.icmp_signed("==", ss_i, _c(1)),
         )
         with builder.if_else(fast) as (then, otherwise):
@@ -265,9 +271,7 @@ def pack_panel(typingctx, dst, doff, src, soff, srow, scol, mr, kc):
                             val = builder.load(builder.gep(rows[i], [so]), align=4)
                             builder.store(val, dptr, align=4)
                         else:
-                            with builder.if_else(builder.icmp_signed(">", mr_i, _c(i))) as (
-                                ld, zf
-                            ):
+                            with builder.if_else(builder.icmp_signed(">", mr_i, _c(i))) as (ld, zf):
                                 with ld:
                                     val = builder.load(builder.gep(rows[i], [so]), align=4)
                                     builder.store(val, dptr, align=4)

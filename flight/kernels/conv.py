@@ -79,8 +79,11 @@ def conv_workspace_size(
     if strides == (1, 1) or tuple(strides) == (1, 1):
         h_p = out_shape[2] + dilations[0] * (kh - 1)
         w_p = out_shape[3] + dilations[1] * (kw - 1)
-        return int(_direct_layout(cg, kh, kw, dilations[0], dilations[1], mg, out_shape[2],
-                                  out_shape[3], h_p, w_p)[2])
+        return int(
+            _direct_layout(
+                cg, kh, kw, dilations[0], dilations[1], mg, out_shape[2], out_shape[3], h_p, w_p
+            )[2]
+        )
     kcmax = int(_conv_kc(cg, kh, kw)) * kh * kw
     a_len = -(-min(max(mg, 1), MC) // MR) * MR * kcmax
     hw = out_shape[2] * out_shape[3]
@@ -169,8 +172,13 @@ def _im2col_rows(x, cbase, kh, kw, sh, sw, pt, pl, dh, dw, ow_n, p0, kc, j0, nc,
                 if t_lo > 0:
                     strided_copy(ws, o + jj, x, 0, 0, 0, t_lo)
                 strided_copy(
-                    ws, o + jj + t_lo, x, c * s_c + ih * s_h + (iw0 + t_lo * sw) * s_w,
-                    sw * s_w, t_hi - t_lo, t_hi - t_lo,
+                    ws,
+                    o + jj + t_lo,
+                    x,
+                    c * s_c + ih * s_h + (iw0 + t_lo * sw) * s_w,
+                    sw * s_w,
+                    t_hi - t_lo,
+                    t_hi - t_lo,
                 )
                 if t_hi < seg:
                     strided_copy(ws, o + jj + t_hi, x, 0, 0, 0, seg - t_hi)
@@ -235,8 +243,15 @@ def _conv_direct(x, w2, wp, packed, out, ws, kh, kw, pt, pl, dh, dw, group):
                     lo = max(0, -pl)
                     hi = min(ww, w_p - pl)
                     if hi > lo:
-                        strided_copy(ws, xoff + c * chan + r * w_p + lo + pl, x[n, g * cg + c],
-                                     ih * ww + lo, 1, hi - lo, hi - lo)
+                        strided_copy(
+                            ws,
+                            xoff + c * chan + r * w_p + lo + pl,
+                            x[n, g * cg + c],
+                            ih * ww + lo,
+                            1,
+                            hi - lo,
+                            hi - lo,
+                        )
             for j0 in range(0, vtot, ncv):
                 nc = min(ncv, vtot - j0)
                 for c0 in range(0, cg, cb):
@@ -248,10 +263,23 @@ def _conv_direct(x, w2, wp, packed, out, ws, kh, kw, pt, pl, dh, dw, group):
                         for jr in range(0, nc, NR):
                             xo = xoff + c0 * chan + j0 + jr
                             for ir in range(0, mc, MR):
-                                ukernel_conv(nch, kh, kw, chan, dh * w_p, dw, asrc,
-                                             aoff + (ir // MR) * kc * MR, ws, xo, ws,
-                                             toff + (i0 + ir) * ncv + jr, ncv,
-                                             min(MR, mc - ir), c0 > 0)
+                                ukernel_conv(
+                                    nch,
+                                    kh,
+                                    kw,
+                                    chan,
+                                    dh * w_p,
+                                    dw,
+                                    asrc,
+                                    aoff + (ir // MR) * kc * MR,
+                                    ws,
+                                    xo,
+                                    ws,
+                                    toff + (i0 + ir) * ncv + jr,
+                                    ncv,
+                                    min(MR, mc - ir),
+                                    c0 > 0,
+                                )
                 # drop the virtual pixels ow >= ow_n
                 for mm in range(mg):
                     obase = ((n * m + g * mg + mm) * oh_n) * ow_n
@@ -263,8 +291,7 @@ def _conv_direct(x, w2, wp, packed, out, ws, kh, kw, pt, pl, dh, dw, group):
                         seg = min(j0 + nc, (oh + 1) * w_p) - v
                         if ow < ow_n:
                             cnt = min(seg, ow_n - ow)
-                            strided_copy(outf, obase + oh * ow_n + ow, ws, tb + v, 1,
-                                         cnt, cnt)
+                            strided_copy(outf, obase + oh * ow_n + ow, ws, tb + v, 1, cnt, cnt)
                         v += seg
 
 
@@ -293,13 +320,45 @@ def _conv_im2col(x, w2, wp, packed, out, ws, kh, kw, sh, sw, pt, pl, dh, dw, gro
                 ldb = _ldb(nc)
                 for c0 in range(0, cg, cb):
                     kc = min(cb, cg - c0) * khw
-                    _im2col_rows(xn, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, ow_n, c0 * khw, kc,
-                                 j0, nc, ws, boff, ldb)
+                    _im2col_rows(
+                        xn,
+                        g * cg,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        pt,
+                        pl,
+                        dh,
+                        dw,
+                        ow_n,
+                        c0 * khw,
+                        kc,
+                        j0,
+                        nc,
+                        ws,
+                        boff,
+                        ldb,
+                    )
                     for i0 in range(0, mg, MC):
                         mc = min(MC, mg - i0)
                         asrc, aoff = _a_block(w2, wp, packed, g, mg, k, c0 * khw, kc, i0, mc, ws)
-                        _macro(asrc, aoff, ws, boff, ldb, NR, toff, kc, mc, nc, outf,
-                               obase + i0 * hw + j0, hw, c0 > 0)
+                        _macro(
+                            asrc,
+                            aoff,
+                            ws,
+                            boff,
+                            ldb,
+                            NR,
+                            toff,
+                            kc,
+                            mc,
+                            nc,
+                            outf,
+                            obase + i0 * hw + j0,
+                            hw,
+                            c0 > 0,
+                        )
 
 
 @njit(cache=True)
@@ -343,7 +402,7 @@ def _conv_depthwise(x, w, out, sh, sw, pt, pl, dh, dw, group):
                         if ih < 0 or ih >= hh:
                             continue
                         orow = o[oh, lo:hi]
-                        xrow = xc[ih, lo * sw + iw0:]
+                        xrow = xc[ih, lo * sw + iw0 :]
                         if sw == 1:
                             for t in range(hi - lo):
                                 orow[t] += wv * xrow[t]
@@ -353,8 +412,9 @@ def _conv_depthwise(x, w, out, sh, sw, pt, pl, dh, dw, group):
 
 
 @njit(cache=True)
-def _conv_any(x, w4, wp, packed, kh, kw, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a,
-              act_b, ws):
+def _conv_any(
+    x, w4, wp, packed, kh, kw, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a, act_b, ws
+):
     m = out.shape[1]
     hw = out.shape[2] * out.shape[3]
     cg = x.shape[1] // group
@@ -383,14 +443,33 @@ def conv2d(x, w, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a, act_b, ws
     activation (see ``_act``). ``ws`` holds at least :func:`conv_workspace_size` floats.
     All arrays must be C-contiguous.
     """
-    _conv_any(x, w, ws, False, w.shape[2], w.shape[3], bias, out, sh, sw, pt, pl, dh, dw,
-              group, act, act_a, act_b, ws)
+    _conv_any(
+        x,
+        w,
+        ws,
+        False,
+        w.shape[2],
+        w.shape[3],
+        bias,
+        out,
+        sh,
+        sw,
+        pt,
+        pl,
+        dh,
+        dw,
+        group,
+        act,
+        act_a,
+        act_b,
+        ws,
+    )
 
 
 @njit(cache=True)
-def conv2d_packed(x, wp, kh, kw, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a, act_b,
-                  ws):
+def conv2d_packed(x, wp, kh, kw, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a, act_b, ws):
     """:func:`conv2d` with weights prepacked by :func:`pack_conv_weights` (not for depthwise)."""
     dummy = wp[:0].reshape((0, 1, 1, 1))
-    _conv_any(x, dummy, wp, True, kh, kw, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a,
-              act_b, ws)
+    _conv_any(
+        x, dummy, wp, True, kh, kw, bias, out, sh, sw, pt, pl, dh, dw, group, act, act_a, act_b, ws
+    )

@@ -130,7 +130,19 @@ def gemm_nn(a, b, c, cbase, ldc, ws):
                 mc = min(MC, m - i0)
                 _pack_a(a, i0, mc, p0, kc, ws, 0)
                 _macro(
-                    ws, 0, ws, boff, NR, kc * NR, toff, kc, mc, nc, c, cbase + i0 * ldc + j0, ldc,
+                    ws,
+                    0,
+                    ws,
+                    boff,
+                    NR,
+                    kc * NR,
+                    toff,
+                    kc,
+                    mc,
+                    nc,
+                    c,
+                    cbase + i0 * ldc + j0,
+                    ldc,
                     p0 > 0,
                 )
 

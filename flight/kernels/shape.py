@@ -96,11 +96,16 @@ def pad_nd(x, out, before, mode, value):
                                 out[i0, i1, i2, i3, i4, i5] = cv
 
 
-def pad(x: np.ndarray, out: np.ndarray, pads: tuple[int, ...], mode: str = "constant",
-        value: float = 0.0) -> None:
+def pad(
+    x: np.ndarray,
+    out: np.ndarray,
+    pads: tuple[int, ...],
+    mode: str = "constant",
+    value: float = 0.0,
+) -> None:
     """ONNX Pad: ``pads`` = (begin_0, ..., begin_r-1, end_0, ..., end_r-1), non-negative."""
     r = x.ndim
     before = np.zeros(_RANK, np.int64)
-    before[_RANK - r:] = pads[:r]
+    before[_RANK - r :] = pads[:r]
     code = {"constant": PAD_CONSTANT, "reflect": PAD_REFLECT, "edge": PAD_EDGE}[mode]
     pad_nd(_r6(x), _r6(out), before, code, float(value))
