@@ -161,6 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         accelerate=args.accelerate,
         realtime=not args.fast,
         cds_directory=args.state_dir,
+        fresh_recovery=args.reset_recovery,
     )
     frames = args.frames
     if frames is None and args.duration is None and not args.forever:
@@ -265,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not pace frames in real time (run as fast as possible)",
     )
     run.add_argument("--state-dir", help="directory of the critical data store")
+    run.add_argument(
+        "--reset-recovery",
+        action="store_true",
+        help="start with fresh restart budgets and full redundancy (ground "
+        "command); by default the recovery state survives restarts",
+    )
     run.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     run.set_defaults(func=_cmd_run)
 

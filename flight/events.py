@@ -294,6 +294,18 @@ RECOVERY_STALE_EVENT = _define(
     Severity.DEBUG,
     "A report about a partition already restarting or stopped (e.g. a killed process's exit).",
 )
+RECOVERY_STATE_RESTORED = _define(
+    319,
+    "RECOVERY_STATE_RESTORED",
+    Severity.INFO,
+    "The supervisor restarted and took the recovery state (modes, ladders) from the CDS.",
+)
+RECOVERY_STATE_DISCARDED = _define(
+    320,
+    "RECOVERY_STATE_DISCARDED",
+    Severity.WARNING,
+    "The recovery state in the CDS does not fit the mission (changed, or damaged): fresh start.",
+)
 
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY

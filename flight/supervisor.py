@@ -156,6 +156,7 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         realtime: bool = True,
         cds_directory: str | None = None,
+        fresh_recovery: bool = False,
     ) -> None:
         from flight import recovery
         from flight.cds import CriticalDataStore
@@ -202,12 +203,17 @@ class Supervisor:
         self.scrubber = Scrubber(
             [p.model.weights for p in self.partitions], log=self.log, clock=clock
         )
-        self.fsm = recovery.RecoveryFSM(policy_from_mission(mission), now=clock(), log=self.log)
         self.watchdog = make_watchdog(mission.watchdog, log=self.log)
         if cds_directory is None:
             mission.cds.ensure()
             cds_directory = str(mission.cds.directory)
         self.cds = CriticalDataStore(cds_directory, log=self.log)
+        self.fsm, self.restored = self._recovery_state(
+            recovery, policy_from_mission(mission), fresh_recovery
+        )
+        for p in self.partitions:  # a restored machine may have degraded or disabled some
+            p.mode = self.fsm.mode(p.name)
+            p.disabled = self.fsm.state(p.name).value in ("disabled", "stopped")
         self.cds_directory = str(cds_directory)
         self.boot = self.cds.begin_boot("flight run")
         self._committed: dict[str, int] = {}
@@ -220,6 +226,20 @@ class Supervisor:
         self._started = False
 
     # --- set-up -----------------------------------------------------------------------------
+    def _recovery_state(self, recovery: Any, policy: Any, fresh: bool) -> tuple[Any, bool]:
+        """The recovery state machine, restored from the CDS unless ``fresh`` or unusable:
+        restart budgets, degraded modes and ladder positions survive a supervisor restart
+        (a processor reset must not hand a failing partition a fresh budget)."""
+        saved = None if fresh else self.cds.state("recovery")
+        if saved:
+            try:
+                fsm = recovery.RecoveryFSM.from_dict(policy, saved, now=self.clock(), log=self.log)
+                self.log.emit(events.RECOVERY_STATE_RESTORED)
+                return fsm, True
+            except errors.ConfigError as exc:
+                self.log.emit(events.RECOVERY_STATE_DISCARDED, reason=str(exc))
+        return recovery.RecoveryFSM(policy, now=self.clock(), log=self.log), False
+
     @staticmethod
     def _warm_up(runtime: PartitionRuntime) -> None:
         """Compile (or load from the numba cache) every kernel in this process, before any
@@ -258,6 +278,8 @@ class Supervisor:
             return
         for p in self.partitions:
             p.build_workers(self._fds)
+            if p.disabled:  # restored disabled: stays down until a ground command enables it
+                continue
             for worker in p.workers:
                 worker.start()
             ready = all(w.wait_ready(timeout=p.spec.start_deadline_s) for w in p.workers)
@@ -587,6 +609,7 @@ class Supervisor:
                 "scrub_passes": self.scrubber.counters.passes_completed,
                 "watchdog": self.watchdog.counters(),
                 "boot_count": self.boot,
+                "recovery_state_restored": self.restored,
                 "cds_directory": self.cds_directory,
                 "weights_reverified": self.reverified,
                 "partitions": {

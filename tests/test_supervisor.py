@@ -327,3 +327,25 @@ def test_vote_points_need_time_placement(tmp_path):
     text.write_text(body)
     with pytest.raises(errors.ConfigError, match="time placement"):
         Supervisor(load_mission(text), realtime=False)
+
+
+def test_recovery_state_survives_a_supervisor_restart(tmp_path):
+    mission = _mission(tmp_path)
+
+    def storm(report, sup):
+        for pid in _worker_pids(sup):
+            os.kill(pid, signal.SIGKILL)
+
+    first = Supervisor(mission, realtime=False)
+    first.run(frames=12, progress=storm)  # 3 restarts, then degraded to DWC, and more
+    degraded = first.fsm.mode("classifier")
+    assert degraded in ("dwc", "none")
+    again = Supervisor(mission, realtime=False)
+    assert again.restored and again.partitions[0].mode == degraded
+    summary = again.run(frames=10)
+    assert summary["recovery_state_restored"] is True
+    assert summary["partitions"]["classifier"]["mode"] == degraded
+    assert summary["delivered"] == 10  # runs on, with the redundancy it was left with
+    fresh = Supervisor(mission, realtime=False, fresh_recovery=True)
+    assert not fresh.restored and fresh.partitions[0].mode == "tmr"
+    fresh.shutdown()
