@@ -188,6 +188,7 @@ class Supervisor:
                 copies=3,
                 allocate=shared_bytes,
                 block_size=mission.scrub.block_size,
+                region_name=f"{spec.name}/weights",
             )
             for name in spec.vote_points:
                 model.replica(0).node_index(name)  # ModelError now, not a dead worker later

@@ -349,3 +349,50 @@ def test_recovery_state_survives_a_supervisor_restart(tmp_path):
     fresh = Supervisor(mission, realtime=False, fresh_recovery=True)
     assert not fresh.restored and fresh.partitions[0].mode == "tmr"
     fresh.shutdown()
+
+
+TWO_PARTITIONS = """
+[[partition]]
+name = "second"
+job = "model"
+model = "digits_cnn.flm"
+dataset = "digits_test.npz"
+period_frames = 5
+deadline_ms = 40
+redundancy = "dwc"
+placement = "space"
+restart_type = "permanent"
+heartbeat_timeout_ms = 100
+max_restarts = 3
+restart_period_s = 60
+escalation = ["degrade", "disable"]
+"""
+
+
+@pytest.mark.parametrize(
+    "strategy,victim,restarted",
+    [
+        ("rest_for_one", "classifier", {"classifier", "second"}),
+        ("rest_for_one", "second", {"second"}),
+        ("one_for_all", "second", {"classifier", "second"}),
+        ("one_for_one", "classifier", {"classifier"}),
+    ],
+)
+def test_restart_strategies_across_two_partitions(tmp_path, strategy, victim, restarted):
+    _mission(tmp_path)
+    path = tmp_path / "mission.toml"
+    text = path.read_text().replace('strategy = "one_for_one"', f'strategy = "{strategy}"')
+    text = text.replace("[recovery]", TWO_PARTITIONS + "\n[recovery]")
+    path.write_text(text)
+    supervisor = Supervisor(load_mission(path), realtime=False)
+
+    def kill_victim(report, sup):
+        if report.frame == 6:
+            for worker in sup.by_name[victim].workers:
+                os.kill(worker.pid, signal.SIGKILL)
+
+    summary = supervisor.run(frames=20, progress=kill_victim)
+    counts = summary["recovery"]
+    assert {name for name, c in counts.items() if sum(c["restarts"].values())} == restarted
+    assert counts[victim]["failures"] == {"crash": 1}
+    assert summary["withheld"] == 0 and summary["sdc"] is None

@@ -88,9 +88,12 @@ class Model:
         block_size: int = 4096,
         pinned: tuple[str, ...] = (),
         allocate: Callable[[int], np.ndarray] | None = None,
+        region_name: str | None = None,
     ) -> None:
         """``allocate(nbytes) -> uint8 array`` places the weight copies and the replicas'
-        arenas (e.g. in memory shared with forked partitions); default: private memory."""
+        arenas (e.g. in memory shared with forked partitions); default: private memory.
+        ``region_name`` names the weights' protected region (default ``weights:<graph>``;
+        two partitions running the same model need different names)."""
         kernels = _kernels()
         self._allocate = allocate
         self.graph = graph
@@ -136,7 +139,11 @@ class Model:
         self._golden = image
         #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
         self.weights = ProtectedRegion(
-            f"weights:{graph.name}", image, copies=copies, block_size=block_size, allocate=allocate
+            region_name or f"weights:{graph.name}",
+            image,
+            copies=copies,
+            block_size=block_size,
+            allocate=allocate,
         )
 
         # Static memory plan over every activation (graph inputs included).

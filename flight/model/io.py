@@ -75,11 +75,17 @@ def load(
     block_size: int = 4096,
     pinned: tuple[str, ...] = (),
     allocate: Any = None,
+    region_name: str | None = None,
 ):
     """Load a ``.flm`` file into a runnable :class:`~flight.model.executor.Model`
     (``allocate`` places weights and arenas, e.g. in shared memory; see Model)."""
     from flight.model.executor import Model
 
     return Model(
-        load_graph(source), copies=copies, block_size=block_size, pinned=pinned, allocate=allocate
+        load_graph(source),
+        copies=copies,
+        block_size=block_size,
+        pinned=pinned,
+        allocate=allocate,
+        region_name=region_name,
     )
