@@ -155,6 +155,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     mission = load_mission(args.mission) if args.mission else default_mission()
     if args.environment and not mission.test_mode:
         mission = mission.with_test_mode()  # simulated radiation is a test-mode feature
+    if not args.json:
+        parts = ", ".join(f"{p.name} {p.redundancy}/{p.placement}" for p in mission.partitions)
+        env = f", radiation {args.environment} x{args.accelerate:g}" if args.environment else ""
+        print(f"flight run: mission {mission.name!r} ({parts}{env}): starting", flush=True)
     supervisor = Supervisor(
         mission,
         environment=args.environment,

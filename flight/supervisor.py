@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -208,6 +209,8 @@ class Supervisor:
         if cds_directory is None:
             mission.cds.ensure()
             cds_directory = str(mission.cds.directory)
+        else:
+            type(mission.cds)(Path(cds_directory)).ensure()  # create it, or say why not
         self.cds = CriticalDataStore(cds_directory, log=self.log)
         self.fsm, self.restored = self._recovery_state(
             recovery, policy_from_mission(mission), fresh_recovery
