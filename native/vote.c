@@ -26,8 +26,8 @@ static void clear_stats(flight_vote_stats *s)
  * replica disagreed is walked again to count who lost. 4 x 2 KiB stays in L1. */
 #define CHUNK_WORDS 256
 
-static inline void vote_word(uint64_t x, uint64_t y, uint64_t z, uint8_t *po,
-                             flight_vote_stats *s)
+/* The majority of one word, counting which replicas it outvoted. */
+static inline uint64_t vote_count(uint64_t x, uint64_t y, uint64_t z, flight_vote_stats *s)
 {
     uint64_t v = (x & y) | (x & z) | (y & z);
     uint64_t dx = x != v, dy = y != v, dz = z != v;
@@ -35,7 +35,13 @@ static inline void vote_word(uint64_t x, uint64_t y, uint64_t z, uint8_t *po,
     s->lost[1] += dy;
     s->lost[2] += dz;
     s->corrected += dx | dy | dz;
-    store64(po, v);
+    return v;
+}
+
+static inline void vote_word(uint64_t x, uint64_t y, uint64_t z, uint8_t *po,
+                             flight_vote_stats *s)
+{
+    store64(po, vote_count(x, y, z, s));
 }
 
 /* Count who lost in a chunk that had a disagreement. The vote is recomputed from the inputs
@@ -43,15 +49,8 @@ static inline void vote_word(uint64_t x, uint64_t y, uint64_t z, uint8_t *po,
 static void count_chunk(const uint8_t *a, const uint8_t *b, const uint8_t *c, size_t m,
                         flight_vote_stats *s)
 {
-    for (size_t k = 0; k < m; k++) {
-        uint64_t x = load64(a + 8 * k), y = load64(b + 8 * k), z = load64(c + 8 * k);
-        uint64_t v = (x & y) | (x & z) | (y & z);
-        uint64_t dx = x != v, dy = y != v, dz = z != v;
-        s->lost[0] += dx;
-        s->lost[1] += dy;
-        s->lost[2] += dz;
-        s->corrected += dx | dy | dz;
-    }
+    for (size_t k = 0; k < m; k++)
+        (void)vote_count(load64(a + 8 * k), load64(b + 8 * k), load64(c + 8 * k), s);
 }
 
 /* out is distinct from every input: vote and store in one pass, count afterwards if needed. */
