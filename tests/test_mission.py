@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -650,3 +651,23 @@ def test_random_values_anywhere_give_mission_or_config_error(changes: dict[str, 
     for path, value in changes.items():
         set_path(doc, path, value)
     check_outcome(doc)
+
+
+def test_cds_falls_back_to_a_per_user_state_dir(monkeypatch, tmp_path):
+    """A user without /var/lib/flight gets a persistent per-user directory, not /tmp."""
+    import flight.mission as mission_module
+
+    blocker = tmp_path / "a-file"  # a path under a regular file can never be created
+    blocker.write_text("")
+    system = blocker / "var-lib-flight"
+    monkeypatch.setattr(mission_module, "SYSTEM_STATE_DIR", system)
+    env = {"HOME": str(tmp_path)}
+    cds = mission_module._default_cds(test_mode=False, env=env)
+    assert cds.directory == tmp_path / ".local" / "state" / "flight"
+    env = {"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    assert mission_module._default_cds(False, env).directory == tmp_path / "xdg" / "flight"
+    nowhere = {"HOME": str(blocker / "home")}
+    assert mission_module._default_cds(False, nowhere).directory == system
+    assert mission_module._default_cds(True, {**nowhere, "TMPDIR": str(tmp_path)}).directory == (
+        tmp_path / f"flight-state-{os.getuid()}"
+    )
