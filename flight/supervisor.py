@@ -235,6 +235,12 @@ class Supervisor:
         restart budgets, degraded modes and ladder positions survive a supervisor restart
         (a processor reset must not hand a failing partition a fresh budget)."""
         saved = None if fresh else self.cds.state("recovery")
+        self._policy_id = _policy_fingerprint(policy)
+        if saved and self.cds.state("recovery_policy") != self._policy_id:
+            # the mission's recovery policy changed since the state was saved: its budgets and
+            # modes no longer mean the same thing
+            self.log.emit(events.RECOVERY_STATE_DISCARDED, reason="the mission's policy changed")
+            saved = None
         if saved:
             try:
                 fsm = recovery.RecoveryFSM.from_dict(policy, saved, now=self.clock(), log=self.log)
@@ -540,6 +546,7 @@ class Supervisor:
                     self.cds.add(key, delta)
                     self._committed[key] = value
         self.cds.set_state("recovery", self.fsm.to_dict())
+        self.cds.set_state("recovery_policy", self._policy_id)
         self.cds.set_state("scrub_cursor", self.scrubber.counters.passes_completed)
         self.cds.commit()
 
@@ -632,6 +639,13 @@ class Supervisor:
             }
         )
         return result
+
+
+def _policy_fingerprint(policy: Any) -> str:
+    """A short stable digest of a recovery policy (frozen dataclasses have a stable repr)."""
+    from flight.crc import crc32c
+
+    return f"{crc32c(repr(policy).encode()):08x}"
 
 
 def policy_from_mission(mission: Any) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from flight import events as events_module
 from flight.cds import CriticalDataStore
 from flight.mission import load_mission
 from flight.recovery import worst_case_restarts
@@ -396,3 +397,16 @@ def test_restart_strategies_across_two_partitions(tmp_path, strategy, victim, re
     assert {name for name, c in counts.items() if sum(c["restarts"].values())} == restarted
     assert counts[victim]["failures"] == {"crash": 1}
     assert summary["withheld"] == 0 and summary["sdc"] is None
+
+
+def test_saved_recovery_state_is_discarded_when_the_policy_changes(tmp_path):
+    def storm(report, sup):
+        for pid in _worker_pids(sup):
+            os.kill(pid, signal.SIGKILL)
+
+    Supervisor(_mission(tmp_path), realtime=False).run(frames=12, progress=storm)
+    changed = _mission(tmp_path, escalation='["disable"]')  # an operator changed the ladder
+    again = Supervisor(changed, realtime=False)
+    assert not again.restored and again.partitions[0].mode == "tmr"
+    assert again.log.count(events_module.RECOVERY_STATE_DISCARDED) == 1
+    again.shutdown()

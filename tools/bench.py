@@ -231,7 +231,7 @@ def _frame_time(mission, frames: int) -> float:
     """Median wall time of a supervisor step (compute, vote, scrub, watchdog), fast mode."""
     from flight.supervisor import Supervisor
 
-    supervisor = Supervisor(mission, realtime=False)
+    supervisor = Supervisor(mission, realtime=False, fresh_recovery=True)
     supervisor.start()
     times = []
     try:
@@ -274,9 +274,17 @@ def bench_supervisor(quick: bool = False) -> dict:
     frames = 100 if quick else 300
     results: dict = {}
     with tempfile.TemporaryDirectory() as state:
-        simplex = _frame_time(_mission_variant("none", state_dir=state), frames)
-        tmr_time = _frame_time(_mission_variant("tmr", "time", state_dir=state), frames)
-        tmr_space = _frame_time(_mission_variant("tmr", "space", state_dir=state), frames)
+        # interleaved rounds, best median per configuration: the VM's noise comes in bursts
+        configs = {
+            "simplex": _mission_variant("none", state_dir=state),
+            "time": _mission_variant("tmr", "time", state_dir=state),
+            "space": _mission_variant("tmr", "space", state_dir=state),
+        }
+        best = dict.fromkeys(configs, float("inf"))
+        for _ in range(2 if quick else 3):
+            for name, mission in configs.items():
+                best[name] = min(best[name], _frame_time(mission, frames))
+        simplex, tmr_time, tmr_space = best["simplex"], best["time"], best["space"]
         results.update(
             {
                 "frame_simplex_ms": simplex * 1e3,
@@ -289,7 +297,9 @@ def bench_supervisor(quick: bool = False) -> dict:
 
         # restart: SIGKILL the worker, then time until the next delivered output (fast mode)
         supervisor = Supervisor(
-            _mission_variant(max_restarts=1000, state_dir=state), realtime=False
+            _mission_variant(max_restarts=1000, state_dir=state),
+            realtime=False,
+            fresh_recovery=True,
         )
         kills = 10 if quick else 30
 
@@ -310,6 +320,7 @@ def bench_supervisor(quick: bool = False) -> dict:
         supervisor = Supervisor(
             _mission_variant(max_restarts=1000, state_dir=state, heartbeat_timeout_ms=hb_ms),
             realtime=False,
+            fresh_recovery=True,
         )
         supervisor.start()
         try:
