@@ -54,7 +54,8 @@ def bench_foundation(quick: bool = False) -> dict:
 
     small = [np.zeros(4096, np.uint8) for _ in range(4)]
     n_small = 20_000 if quick else 100_000
-    t_small = best_time(lambda: vote(*small[:3], out=small[3]), number=n_small)
+    s0, s1, s2, s3 = small
+    t_small = best_time(lambda: vote(s0, s1, s2, s3), number=n_small)
     prepared = prepare(*small[:3], small[3])
     t_prepared = best_time(prepared, number=n_small)
     t_small_copy = best_time(lambda: np.copyto(small[3], small[0]), number=n_small)
