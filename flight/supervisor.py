@@ -414,9 +414,12 @@ class Supervisor:
         """One inference of one partition; returns True if it proved progress."""
         from flight import recovery
 
-        if p.disabled:
+        state = self.fsm.state(p.name).value
+        if p.disabled or state in ("disabled", "stopped", "suspended"):
+            # stopped on purpose (disabled, temporary, suspended for safe mode): it is not
+            # expected to make progress, and must not starve the watchdog
             p.stats.unavailable += 1
-            return True  # a disabled partition is not expected to make progress
+            return True
         if not all(w.alive for w in p.workers):
             p.stats.unavailable += 1
             return False

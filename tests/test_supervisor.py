@@ -410,3 +410,30 @@ def test_saved_recovery_state_is_discarded_when_the_policy_changes(tmp_path):
     assert not again.restored and again.partitions[0].mode == "tmr"
     assert again.log.count(events_module.RECOVERY_STATE_DISCARDED) == 1
     again.shutdown()
+
+
+def test_safe_mode_suspends_a_partition_without_starving_the_watchdog(tmp_path):
+    mission = _mission(tmp_path, escalation='["safe_mode", "reset"]', watchdog="software")
+    path = tmp_path / "mission.toml"
+    path.write_text(
+        path.read_text().replace(
+            'escalation = ["safe_mode", "reset"]',
+            'escalation = ["safe_mode", "reset"]\nin_safe_mode = false',
+        )
+    )
+    mission = load_mission(path)
+    supervisor = Supervisor(mission, realtime=False)
+    kills = {"n": 0}
+
+    def storm(report, sup):
+        if kills["n"] < 4:  # enough failures to climb to safe mode, then leave it alone
+            for pid in _worker_pids(sup):
+                os.kill(pid, signal.SIGKILL)
+                kills["n"] += 1
+
+    summary = supervisor.run(frames=30, progress=storm)
+    assert summary["safe_mode"] is True and summary["system_state"] == "safe_mode"
+    assert summary["recovery"]["classifier"]["state"] == "suspended"
+    watchdog = summary["watchdog"]
+    assert watchdog["withheld"] <= kills["n"]  # only the frames that saw a crash
+    assert watchdog["confirmed"] >= 30 - kills["n"]
