@@ -65,6 +65,7 @@ class PartitionStats:
     dwc_reexecutions: int = 0
     replica_restarts: int = 0
     vote_point_corrections: int = 0  # words resynced at vote points
+    golden_reloads: int = 0  # unrepairable weight blocks rewritten from the golden image
     deadline_misses: int = 0
     lost: list[int] = field(default_factory=lambda: [0, 0, 0])
     restarts: Counter = field(default_factory=Counter)
@@ -371,10 +372,33 @@ class Supervisor:
         else:
             self._fsm(r.StartFailed(p.name, "worker did not report ready"))
 
+    def _reload_unrepairable(self) -> None:
+        """Blocks the scrubber could not prove good are rewritten from the golden image (when
+        its CRC checks out), so the replicas do not keep computing with them."""
+        for p in self.partitions:
+            suspect = p.model.weights.suspect_blocks
+            if not suspect:
+                continue
+            reloaded, refused = p.model.reload_blocks(suspect)
+            p.stats.golden_reloads += reloaded
+            self.log.emit(
+                events.REGION_REWRITTEN,
+                region=p.model.weights.name,
+                blocks=reloaded,
+                refused=refused,
+            )
+
     def _restart_replica(self, p: PartitionRuntime, replica: int) -> None:
         """Reload a replica's weight copy from the golden image and clear its arena; under
         space placement its worker process is forked again too."""
-        p.model.reload_copy(replica)
+        reloaded, refused = p.model.reload_blocks(copies=[replica])
+        self.log.emit(
+            events.REGION_REWRITTEN,
+            region=p.model.weights.name,
+            copy=replica,
+            blocks=reloaded,
+            refused=refused,
+        )
         p.replicas[replica].arena[...] = 0.0
         p.stats.replica_restarts += 1
         if p.placement == "space" and replica < len(p.workers):
@@ -511,6 +535,7 @@ class Supervisor:
             # the frame's idle part: upsets land in the weight copies (the scrub may find them)
             self.radiation.advance(dt - exposure, only=self._weight_targets)
         self.scrubber.step(self.mission.scrub.bytes_per_frame)
+        self._reload_unrepairable()
         activation_upsets: dict[str, int] = {}
         if self.radiation is not None:
             # the compute part: weights and live activations are exposed
@@ -605,6 +630,7 @@ class Supervisor:
             "scrub_repairs": self.scrubber.counters.repaired
             + self.scrubber.counters.table_repaired,
             "scrub_unrepairable": self.scrubber.counters.unrepairable,
+            "golden_reloads": sum(s.golden_reloads for s in stats),
             "restarts": sum(restarts.values()),
             "sdc": sum(s.sdc for s in stats) if self.radiation is not None else None,
             "deadline_misses": sum(s.deadline_misses for s in stats),

@@ -19,14 +19,14 @@ Named activations can be read and written between nodes through ``after`` hooks
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from flight import errors
-from flight.crc import crc32c_blocks
+from flight.crc import crc32c
 from flight.memory import ProtectedRegion
 from flight.model.graph import CANONICAL_OPS, Graph, Node
 from flight.model.plan import MemoryPlan, lifetimes, plan
@@ -211,17 +211,40 @@ class Model:
             return tuple(executable[name].shape)
         return tuple(self.shapes[name])
 
-    def reload_copy(self, index: int) -> None:
-        """Rewrite weight copy ``index`` from the golden image (a replica that keeps losing
-        votes although its CRCs check out: reload it rather than trust it)."""
-        if not 0 <= index < self.copies:
-            raise ModelError(f"model has weight copies 0..{self.copies - 1}, not {index}")
+    def _voted_table(self) -> np.ndarray:
+        """The block CRCs the three table copies agree on (0 where no two agree)."""
+        t0, t1, t2 = (self.weights.crc_table(i) for i in range(3))
+        return np.where((t0 == t1) | (t0 == t2), t0, np.where(t1 == t2, t1, 0))
+
+    def reload_blocks(
+        self, blocks: Iterable[int] | None = None, copies: Iterable[int] | None = None
+    ) -> tuple[int, int]:
+        """Rewrite weight blocks from the golden image; returns (reloaded, refused).
+
+        The golden image is private memory the replicas never touch, but radiation can reach it
+        too: a block is only rewritten if its golden bytes match the CRC the table copies agree
+        on. ``copies=None`` rewrites every copy (and refreshes the CRCs: what clears an
+        unrepairable block); a list rewrites just those copies (a replica that keeps losing
+        votes although its CRCs check out).
+        """
+        region = self.weights
         golden = self._golden.view(np.uint8)
-        crcs = crc32c_blocks(golden, self.weights.block_size)
-        if not any(np.array_equal(crcs, self.weights.crc_table(t)) for t in range(3)):
-            # the private golden image was hit too: a fault, counted by the caller
-            raise ModelError("the golden weight image fails its CRCs; reload the model file")
-        self.weights.raw(index)[:] = golden
+        wanted = range(region.nblocks) if blocks is None else sorted(set(blocks))
+        expected = self._voted_table()
+        targets = None if copies is None else sorted(set(copies))
+        reloaded = refused = 0
+        for block in wanted:
+            start, stop = region.block_bytes(block)
+            if crc32c(golden[start:stop]) != int(expected[block]):
+                refused += 1
+                continue
+            if targets is None:
+                region.write(golden[start:stop], offset=start)
+            else:
+                for index in targets:
+                    region.raw(index)[start:stop] = golden[start:stop]
+            reloaded += 1
+        return reloaded, refused
 
     # --- replicas ---------------------------------------------------------------------------
     @property

@@ -112,3 +112,30 @@ def test_flm_round_trip_keeps_the_graph(tmp_path, demo):
     assert [n.op for n in again.nodes] == [n.op for n in demo.graph.nodes]
     for name, tensor in demo.graph.tensors.items():
         assert again.tensors[name].tobytes() == tensor.tobytes()
+
+
+def test_unrepairable_blocks_are_reloaded_from_the_golden_image(test_set):
+    model = io.load(DEMO.read_bytes())
+    x = test_set[0][:1]
+    clean = model.run(x)
+    for i in range(3):
+        model.weights.raw(i)[100] ^= 0x10  # the same bit in every copy: no vote can fix it
+    model.weights.crc_table(2)[1] ^= 1  # and a table upset elsewhere, which must not matter
+    report = model.weights.repair()
+    assert report.unrepairable_blocks == [0] and model.weights.suspect_blocks == (0,)
+    assert model.reload_blocks(model.weights.suspect_blocks) == (1, 0)
+    assert model.weights.suspect_blocks == () and model.weights.verify().clean
+    assert np.array_equal(model.run(x), clean)
+
+
+def test_a_corrupted_golden_image_is_refused_not_written():
+    model = io.load(DEMO.read_bytes())
+    model._golden.view(np.uint8)[5000] ^= 1  # radiation reached the golden copy
+    before = model.weights.raw(0).copy()
+    reloaded, refused = model.reload_blocks()
+    assert refused == 1 and reloaded == model.weights.nblocks - 1
+    assert np.array_equal(model.weights.raw(0), before)  # the good copy was not overwritten
+    # one copy only (a replica restart): the same check applies
+    model.weights.raw(2)[:] = 0
+    reloaded, refused = model.reload_blocks(copies=[2])
+    assert refused == 1 and model.weights.verify().errors == 1  # only the refused block left
