@@ -166,6 +166,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         realtime=not args.fast,
         cds_directory=args.state_dir,
         fresh_recovery=args.reset_recovery,
+        compute_window_s=args.compute_window_ms / 1000.0,
     )
     frames = args.frames
     if frames is None and args.duration is None and not args.forever:
@@ -268,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fast",
         action="store_true",
         help="do not pace frames in real time (run as fast as possible)",
+    )
+    run.add_argument(
+        "--compute-window-ms",
+        type=float,
+        default=2.0,
+        help="simulated radiation: the part of each frame in which weights and live "
+        "activations are exposed during compute (default 2 ms; fixed, so runs replay)",
     )
     run.add_argument("--state-dir", help="directory of the critical data store")
     run.add_argument(

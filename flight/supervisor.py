@@ -159,6 +159,7 @@ class Supervisor:
         realtime: bool = True,
         cds_directory: str | None = None,
         fresh_recovery: bool = False,
+        compute_window_s: float = 0.002,
     ) -> None:
         from flight import recovery
         from flight.cds import CriticalDataStore
@@ -225,7 +226,10 @@ class Supervisor:
         self.radiation = None
         self._weight_targets: list[str] = []
         self._activation_targets: list[str] = []
-        self._compute_s = 0.001  # last frame's compute time: the activations' exposure
+        # The simulated compute window of each frame: weights and live activations are exposed
+        # during it. A fixed parameter, not the measured compute time, so that a seeded run
+        # replays the same upsets on any machine.
+        self._compute_s = compute_window_s
         if simulate:
             self.radiation = self._make_radiation(environment, accelerate, rng_seed)
         self._started = False
@@ -549,16 +553,12 @@ class Supervisor:
 
         self._fsm(recovery.Tick())
         progress: dict[str, bool] = {}
-        compute = 0.0
         for p in self.partitions:
             due = self.frame % p.spec.period_frames == 0
             if not due:
                 progress[p.name] = True
                 continue
             progress[p.name] = self._run_partition(p, report, activation_upsets.get(p.name, 0))
-            compute += max((w.inference_seconds for w in p.workers if w.alive), default=0.0)
-        if compute > 0:
-            self._compute_s = compute
         self.watchdog.stroke(progress)
         if (self.frame + 1) % schedule.minor_frames_per_major == 0:
             self._commit()

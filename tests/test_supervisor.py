@@ -437,3 +437,27 @@ def test_safe_mode_suspends_a_partition_without_starving_the_watchdog(tmp_path):
     watchdog = summary["watchdog"]
     assert watchdog["withheld"] <= kills["n"]  # only the frames that saw a crash
     assert watchdog["confirmed"] >= 30 - kills["n"]
+
+
+def test_a_seeded_radiation_run_is_reproducible(tmp_path):
+    keys = ("upsets", "corrected", "withheld", "scrub_repairs", "sdc", "accuracy", "delivered")
+    runs = []
+    for name in ("a", "b"):
+        proc = _flight(
+            "run",
+            "--environment",
+            "saa",
+            "--accelerate",
+            "1e6",
+            "--frames",
+            "100",
+            "--fast",
+            "--json",
+            "--state-dir",
+            str(tmp_path / name),
+        )
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)
+        runs.append({k: summary[k] for k in keys})
+    assert runs[0] == runs[1]
+    assert sum(runs[0]["upsets"].values()) > 0
