@@ -197,8 +197,7 @@ class Supervisor:
                 model.replica(0).node_index(name)  # ModelError now, not a dead worker later
             dataset = None
             if spec.dataset_path is not None:
-                data = np.load(spec.dataset_path)
-                dataset = (data["x"].astype(np.float32), data["y"])
+                dataset = _load_dataset(spec, model.shapes[model.input_names[0]])
             shadow = load_model(spec.model_path, copies=1) if simulate else None
             runtime = PartitionRuntime(spec, model, dataset, shadow)
             self._warm_up(runtime)
@@ -668,6 +667,22 @@ class Supervisor:
             }
         )
         return result
+
+
+def _load_dataset(spec: Any, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A partition's input data set (.npz with ``x`` and ``y``), checked against its model."""
+    where = f"partition {spec.name!r}: dataset {spec.dataset_path}"
+    try:
+        with np.load(spec.dataset_path) as data:
+            x, y = data["x"].astype(np.float32), np.asarray(data["y"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise errors.ConfigError(f"{where}: cannot read x and y ({exc})") from exc
+    sample = int(np.prod(input_shape[1:], dtype=np.int64)) if input_shape else 1
+    if x.ndim < 1 or len(x) == 0 or x[0].size != sample or len(y) != len(x):
+        raise errors.ConfigError(
+            f"{where}: x {x.shape} / y {y.shape} do not fit the model input {tuple(input_shape)}"
+        )
+    return x, y
 
 
 def _policy_fingerprint(policy: Any) -> str:

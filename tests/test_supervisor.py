@@ -461,3 +461,18 @@ def test_a_seeded_radiation_run_is_reproducible(tmp_path):
         runs.append({k: summary[k] for k in keys})
     assert runs[0] == runs[1]
     assert sum(runs[0]["upsets"].values()) > 0
+
+
+def test_a_dataset_that_does_not_fit_the_model_is_a_config_error(tmp_path):
+    import numpy as np
+
+    from flight import errors
+
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 1, 9, 9), np.float32), y=np.zeros(4))
+    _mission(tmp_path)
+    path = tmp_path / "mission.toml"
+    path.write_text(
+        path.read_text().replace('dataset = "digits_test.npz"', 'dataset = "wrong.npz"')
+    )
+    with pytest.raises(errors.ConfigError, match="do not fit the model input"):
+        Supervisor(load_mission(path), realtime=False)
