@@ -65,8 +65,16 @@ def bench_gemm() -> list[dict]:
         t_np = _best(lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
         t_fl = _best(lambda a=a, b=b, flat=flat, n=n, ws=ws: gemm_nn(a, b, flat, 0, n, ws))
         fl = 2.0 * m * n * k
-        rows.append({"m": m, "n": n, "k": k, "numpy_gflops": fl / t_np / 1e9,
-                     "flight_gflops": fl / t_fl / 1e9, "ratio_vs_numpy": t_np / t_fl})
+        rows.append(
+            {
+                "m": m,
+                "n": n,
+                "k": k,
+                "numpy_gflops": fl / t_np / 1e9,
+                "flight_gflops": fl / t_fl / 1e9,
+                "ratio_vs_numpy": t_np / t_fl,
+            }
+        )
     return rows
 
 
@@ -76,7 +84,9 @@ def _ort_conv(x, w, b, stride, pad):
 
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[stride] * 2, pads=[pad] * 4)
     graph = helper.make_graph(
-        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [node],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
@@ -114,24 +124,37 @@ def bench_conv() -> list[dict]:
         t_fl = _best(lambda x=x, w=w, args=args: conv2d(x, w, *args))
         t_pk = _best(lambda x=x, wp=wp, k=k, args=args: conv2d_packed(x, wp, k, k, *args))
         err = float(np.abs(out - sess.run(None, {"x": x})[0]).max())
-        rows.append({"layer": f"{c}x{h}x{h} -> {m} k{k} s{s}", "count": count,
-                     "ort_ms": t_ort * 1e3, "flight_ms": t_fl * 1e3, "flight_packed_ms": t_pk * 1e3,
-                     "ratio": t_fl / t_ort, "ratio_packed": t_pk / t_ort, "max_abs_err": err})
+        rows.append(
+            {
+                "layer": f"{c}x{h}x{h} -> {m} k{k} s{s}",
+                "count": count,
+                "ort_ms": t_ort * 1e3,
+                "flight_ms": t_fl * 1e3,
+                "flight_packed_ms": t_pk * 1e3,
+                "ratio": t_fl / t_ort,
+                "ratio_packed": t_pk / t_ort,
+                "max_abs_err": err,
+            }
+        )
     return rows
 
 
 def run() -> dict:
     """Measure everything once; ratios > 1 mean flight is slower (conv) / faster (gemm ratio)."""
     gemm_rows = bench_gemm()
-    result: dict = {"gemm": gemm_rows,
-                    "gemm_ratio_vs_numpy_min": min(r["ratio_vs_numpy"] for r in gemm_rows)}
+    result: dict = {
+        "gemm": gemm_rows,
+        "gemm_ratio_vs_numpy_min": min(r["ratio_vs_numpy"] for r in gemm_rows),
+    }
     try:
         conv_rows = bench_conv()
     except ImportError as exc:  # onnxruntime / onnx not installed
         result["conv_skipped"] = str(exc)
         return result
-    tot = {key: sum(r[key] * r["count"] for r in conv_rows)
-           for key in ("ort_ms", "flight_ms", "flight_packed_ms")}
+    tot = {
+        key: sum(r[key] * r["count"] for r in conv_rows)
+        for key in ("ort_ms", "flight_ms", "flight_packed_ms")
+    }
     result.update(
         conv=conv_rows,
         resnet18_conv_total_ms=tot,
@@ -145,20 +168,26 @@ def _main() -> None:
     res = run()
     print("GEMM (single thread), GFLOP/s:")
     for r in res["gemm"]:
-        print(f"  {r['m']:4d}x{r['n']:5d}x{r['k']:5d}  numpy {r['numpy_gflops']:6.1f}  "
-              f"flight {r['flight_gflops']:6.1f}  ratio {r['ratio_vs_numpy']:.2f}")
+        print(
+            f"  {r['m']:4d}x{r['n']:5d}x{r['k']:5d}  numpy {r['numpy_gflops']:6.1f}  "
+            f"flight {r['flight_gflops']:6.1f}  ratio {r['ratio_vs_numpy']:.2f}"
+        )
     if "conv" not in res:
         print("conv skipped:", res.get("conv_skipped"))
         return
     print("Conv vs onnxruntime (intra_op_num_threads=1), ms (ratio = flight / ort):")
     for r in res["conv"]:
-        print(f"  {r['layer']:28s} x{r['count']}  ort {r['ort_ms']:7.3f}  flight "
-              f"{r['flight_ms']:7.3f} ({r['ratio']:.2f})  prepacked {r['flight_packed_ms']:7.3f} "
-              f"({r['ratio_packed']:.2f})  err {r['max_abs_err']:.1e}")
+        print(
+            f"  {r['layer']:28s} x{r['count']}  ort {r['ort_ms']:7.3f}  flight "
+            f"{r['flight_ms']:7.3f} ({r['ratio']:.2f})  prepacked {r['flight_packed_ms']:7.3f} "
+            f"({r['ratio_packed']:.2f})  err {r['max_abs_err']:.1e}"
+        )
     t = res["resnet18_conv_total_ms"]
-    print(f"ResNet-18 convs weighted: ort {t['ort_ms']:.2f} ms, flight {t['flight_ms']:.2f} ms "
-          f"({res['resnet18_conv_ratio']:.2f}x), prepacked {t['flight_packed_ms']:.2f} ms "
-          f"({res['resnet18_conv_ratio_packed']:.2f}x)")
+    print(
+        f"ResNet-18 convs weighted: ort {t['ort_ms']:.2f} ms, flight {t['flight_ms']:.2f} ms "
+        f"({res['resnet18_conv_ratio']:.2f}x), prepacked {t['flight_packed_ms']:.2f} ms "
+        f"({res['resnet18_conv_ratio_packed']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,19 +23,23 @@ def conv2d(x, w, b=None, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), gr
     dh, dw = dilations
     pt, pl, pb, pr = pads
     xp = np.zeros((n, c, h + pt + pb, wd + pl + pr))
-    xp[:, :, pt:pt + h, pl:pl + wd] = x
+    xp[:, :, pt : pt + h, pl : pl + wd] = x
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
     out = np.zeros((n, m, oh, ow))
     mg = m // group
     for g in range(group):
-        xs = xp[:, g * cg:(g + 1) * cg]
-        ws = w[g * mg:(g + 1) * mg]
+        xs = xp[:, g * cg : (g + 1) * cg]
+        ws = w[g * mg : (g + 1) * mg]
         for i in range(kh):
             for j in range(kw):
-                patch = xs[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                           j * dw:j * dw + sw * (ow - 1) + 1:sw]
-                out[:, g * mg:(g + 1) * mg] += np.einsum("nchw,mc->nmhw", patch, ws[:, :, i, j])
+                patch = xs[
+                    :,
+                    :,
+                    i * dh : i * dh + sh * (oh - 1) + 1 : sh,
+                    j * dw : j * dw + sw * (ow - 1) + 1 : sw,
+                ]
+                out[:, g * mg : (g + 1) * mg] += np.einsum("nchw,mc->nmhw", patch, ws[:, :, i, j])
     if b is not None and len(b):
         out += np.asarray(b, np.float64)[None, :, None, None]
     return _f32(out)
@@ -80,8 +84,14 @@ def tanh(x):
 def binary(op, a, b):
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
-    f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
-         "Max": np.maximum, "Min": np.minimum}[op]
+    f = {
+        "Add": np.add,
+        "Sub": np.subtract,
+        "Mul": np.multiply,
+        "Div": np.divide,
+        "Max": np.maximum,
+        "Min": np.minimum,
+    }[op]
     return _f32(f(a, b))
 
 
@@ -122,7 +132,7 @@ def avgpool2d(x, k, strides, pads, count_include_pad=False, ceil_mode=False):
         for j in range(ow):
             w0 = j * strides[1] - pads[1]
             w1 = min(w0 + k[1], w + pads[3])
-            win = x[:, :, max(h0, 0):min(h1, h), max(w0, 0):min(w1, w)]
+            win = x[:, :, max(h0, 0) : min(h1, h), max(w0, 0) : min(w1, w)]
             cnt = (h1 - h0) * (w1 - w0) if count_include_pad else win.shape[2] * win.shape[3]
             out[:, :, i, j] = win.sum(axis=(2, 3)) / cnt
     return _f32(out)
@@ -130,8 +140,11 @@ def avgpool2d(x, k, strides, pads, count_include_pad=False, ceil_mode=False):
 
 def global_avgpool(x):
     x = np.asarray(x, np.float64)
-    return _f32(x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2).reshape(
-        x.shape[:2] + (1,) * (x.ndim - 2)))
+    return _f32(
+        x.reshape(x.shape[0], x.shape[1], -1)
+        .mean(axis=2)
+        .reshape(x.shape[:2] + (1,) * (x.ndim - 2))
+    )
 
 
 def softmax(x, axis=-1):
@@ -147,7 +160,7 @@ def lrn(x, size, alpha=1e-4, beta=0.75, bias=1.0):
     for ch in range(c):
         lo = max(0, ch - (size - 1) // 2)
         hi = min(c - 1, ch + size - 1 - (size - 1) // 2)
-        sq[:, ch] = (x[:, lo:hi + 1] ** 2).sum(axis=1)
+        sq[:, ch] = (x[:, lo : hi + 1] ** 2).sum(axis=1)
     return _f32(x / (bias + alpha / size * sq) ** beta)
 
 

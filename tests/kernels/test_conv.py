@@ -30,8 +30,25 @@ def _run(x, w, b, s, p, d, g, packed=False):
     ws = np.full(size, np.nan, np.float32)
     bias = np.zeros(0, np.float32) if b is None else b
     if packed:
-        conv2d_packed(x, pack_conv_weights(w, g), kh, kw, bias, out, s[0], s[1], p[0], p[1], d[0],
-                      d[1], g, 0, 0.0, 0.0, ws)
+        conv2d_packed(
+            x,
+            pack_conv_weights(w, g),
+            kh,
+            kw,
+            bias,
+            out,
+            s[0],
+            s[1],
+            p[0],
+            p[1],
+            d[0],
+            d[1],
+            g,
+            0,
+            0.0,
+            0.0,
+            ws,
+        )
     else:
         conv2d(x, w, bias, out, s[0], s[1], p[0], p[1], d[0], d[1], g, 0, 0.0, 0.0, ws)
     return out
@@ -68,9 +85,16 @@ def test_conv_cases(case, packed):
 
 @settings(max_examples=20, deadline=None)
 @given(
-    c=st.integers(1, 6), m=st.integers(1, 12), h=st.integers(3, 12), w=st.integers(3, 12),
-    k=st.integers(1, 3), s=st.integers(1, 2), p=st.integers(0, 2), d=st.integers(1, 2),
-    g=st.sampled_from([1, 2]), seed=st.integers(0, 99),
+    c=st.integers(1, 6),
+    m=st.integers(1, 12),
+    h=st.integers(3, 12),
+    w=st.integers(3, 12),
+    k=st.integers(1, 3),
+    s=st.integers(1, 2),
+    p=st.integers(0, 2),
+    d=st.integers(1, 2),
+    g=st.sampled_from([1, 2]),
+    seed=st.integers(0, 99),
 )
 def test_conv_hypothesis(c, m, h, w, k, s, p, d, g, seed):
     c, m = c * g, m * g
@@ -80,25 +104,32 @@ def test_conv_hypothesis(c, m, h, w, k, s, p, d, g, seed):
     x = rng.standard_normal((1, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((m, c // g, k, k)).astype(np.float32)
     out = _run(x, wt, None, (s, s), (p, p, p, p), (d, d), g)
-    np.testing.assert_allclose(out, ref.conv2d(x, wt, None, (s, s), (p,) * 4, (d, d), g),
-                               rtol=RTOL, atol=1e-4)
+    np.testing.assert_allclose(
+        out, ref.conv2d(x, wt, None, (s, s), (p,) * 4, (d, d), g), rtol=RTOL, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize(("act", "alpha", "beta"), [("Relu", 0, 0), ("LeakyRelu", 0.1, 0),
-                                                    ("Clip", 0.0, 6.0)])
+@pytest.mark.parametrize(
+    ("act", "alpha", "beta"), [("Relu", 0, 0), ("LeakyRelu", 0.1, 0), ("Clip", 0.0, 6.0)]
+)
 def test_conv_dispatch_fused_activation(act, alpha, beta):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
     w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
-    attrs = {"pads": [1, 1, 1, 1], "activation": act, "activation_alpha": alpha,
-             "activation_beta": beta}
+    attrs = {
+        "pads": [1, 1, 1, 1],
+        "activation": act,
+        "activation_alpha": alpha,
+        "activation_beta": beta,
+    }
     out = np.empty((1, 5, 8, 8), np.float32)
     ws = np.empty(workspace_size("Conv", [x, w, b], [out], attrs), np.float32)
     OPS["Conv"]([x, w, b], [out], attrs, ws)
     y = ref.conv2d(x, w, b, (1, 1), (1, 1, 1, 1))
-    want = {"Relu": ref.relu(y), "LeakyRelu": ref.leaky_relu(y, 0.1),
-            "Clip": ref.clip(y, 0, 6)}[act]
+    want = {"Relu": ref.relu(y), "LeakyRelu": ref.leaky_relu(y, 0.1), "Clip": ref.clip(y, 0, 6)}[
+        act
+    ]
     np.testing.assert_allclose(out, want, rtol=RTOL, atol=1e-4)
 
 

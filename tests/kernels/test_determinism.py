@@ -9,7 +9,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCRIPT = r'''
+SCRIPT = r"""
 import hashlib, sys
 import numpy as np
 from flight.kernels import OPS, workspace_size
@@ -38,7 +38,7 @@ def run():
     return hashlib.sha256(b"".join(h)).hexdigest()
 
 print(run())
-'''
+"""
 
 
 def _in_process() -> str:
@@ -52,8 +52,14 @@ def test_bit_identical_in_process_and_subprocess():
     second = _in_process()
     assert first == second
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                         timeout=240, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=True,
+    )
     assert res.stdout.strip() == first
 
 

@@ -44,15 +44,22 @@ def test_gemm_attrs(ta, tb, cshape):
     c = None if cshape is None else _r(rng, *cshape)
     out = np.empty((7, 13), np.float32)
     inputs = [a, b] if c is None else [a, b, c]
-    OPS["Gemm"](inputs, [out], {"alpha": 0.5, "beta": 2.0, "transA": int(ta), "transB": int(tb)},
-                None)
+    OPS["Gemm"](
+        inputs, [out], {"alpha": 0.5, "beta": 2.0, "transA": int(ta), "transB": int(tb)}, None
+    )
     np.testing.assert_allclose(out, ref.gemm(a, b, c, 0.5, 2.0, ta, tb), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize(
     ("sa", "sb"),
-    [((5, 8), (8, 3)), ((8,), (8, 3)), ((5, 8), (8,)), ((2, 5, 8), (8, 3)), ((2, 1, 5, 8),
-     (3, 8, 4)), ((4, 6, 8), (4, 8, 2))],
+    [
+        ((5, 8), (8, 3)),
+        ((8,), (8, 3)),
+        ((5, 8), (8,)),
+        ((2, 5, 8), (8, 3)),
+        ((2, 1, 5, 8), (3, 8, 4)),
+        ((4, 6, 8), (4, 8, 2)),
+    ],
 )
 def test_matmul_broadcast(sa, sb):
     rng = np.random.default_rng(3)

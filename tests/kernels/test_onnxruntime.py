@@ -14,9 +14,12 @@ def _ort(op, inputs, out_shape, **attrs):
     names = [f"i{i}" for i in range(len(inputs))]
     node = helper.make_node(op, names, ["y"], **attrs)
     graph = helper.make_graph(
-        [node], "g",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, a.shape)
-         for n, a in zip(names, inputs, strict=True)],
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, a.shape)
+            for n, a in zip(names, inputs, strict=True)
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -33,8 +36,9 @@ def _mine(op, inputs, out_shape, attrs):
     return out
 
 
-@pytest.mark.parametrize(("s", "p", "d", "g"), [(1, 1, 1, 1), (2, 1, 1, 1), (1, 2, 2, 2),
-                                                (2, 1, 1, 6)])
+@pytest.mark.parametrize(
+    ("s", "p", "d", "g"), [(1, 1, 1, 1), (2, 1, 1, 1), (1, 2, 2, 2), (2, 1, 1, 6)]
+)
 def test_conv_vs_ort(s, p, d, g):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 6, 15, 14)).astype(np.float32)
@@ -50,22 +54,34 @@ def test_conv_vs_ort(s, p, d, g):
 @pytest.mark.parametrize("cip", [0, 1])
 def test_avgpool_vs_ort(ceil, cip):
     x = np.random.default_rng(1).standard_normal((1, 2, 10, 9)).astype(np.float32)
-    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": ceil,
-             "count_include_pad": cip}
-    shape = (1, 2, pool_output_size(10, 3, 2, 1, 1, 1, bool(ceil)),
-             pool_output_size(9, 3, 2, 1, 1, 1, bool(ceil)))
+    attrs = {
+        "kernel_shape": [3, 3],
+        "strides": [2, 2],
+        "pads": [1, 1, 1, 1],
+        "ceil_mode": ceil,
+        "count_include_pad": cip,
+    }
+    shape = (
+        1,
+        2,
+        pool_output_size(10, 3, 2, 1, 1, 1, bool(ceil)),
+        pool_output_size(9, 3, 2, 1, 1, 1, bool(ceil)),
+    )
     want = _ort("AveragePool", [x], shape, **attrs)
     assert want.shape == shape
-    np.testing.assert_allclose(_mine("AveragePool", [x], shape, attrs), want, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(_mine("AveragePool", [x], shape, attrs), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("ceil", [0, 1])
 def test_maxpool_vs_ort(ceil):
     x = np.random.default_rng(2).standard_normal((1, 3, 11, 12)).astype(np.float32)
     attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 0, 1, 0], "ceil_mode": ceil}
-    shape = (1, 3, pool_output_size(11, 3, 2, 1, 1, 1, bool(ceil)),
-             pool_output_size(12, 3, 2, 0, 0, 1, bool(ceil)))
+    shape = (
+        1,
+        3,
+        pool_output_size(11, 3, 2, 1, 1, 1, bool(ceil)),
+        pool_output_size(12, 3, 2, 0, 0, 1, bool(ceil)),
+    )
     want = _ort("MaxPool", [x], shape, **attrs)
     assert want.shape == shape
     np.testing.assert_array_equal(_mine("MaxPool", [x], shape, attrs), want)
@@ -77,12 +93,21 @@ def test_gemm_softmax_lrn_vs_ort():
     b = rng.standard_normal((20, 40)).astype(np.float32)
     c = rng.standard_normal(20).astype(np.float32)
     attrs = {"transB": 1, "alpha": 0.7, "beta": 1.3}
-    np.testing.assert_allclose(_mine("Gemm", [a, b, c], (3, 20), attrs),
-                               _ort("Gemm", [a, b, c], (3, 20), **attrs), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        _mine("Gemm", [a, b, c], (3, 20), attrs),
+        _ort("Gemm", [a, b, c], (3, 20), **attrs),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     x = rng.standard_normal((2, 5, 7)).astype(np.float32)
-    np.testing.assert_allclose(_mine("Softmax", [x], x.shape, {"axis": 1}),
-                               _ort("Softmax", [x], x.shape, axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _mine("Softmax", [x], x.shape, {"axis": 1}),
+        _ort("Softmax", [x], x.shape, axis=1),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     x4 = rng.standard_normal((1, 6, 3, 3)).astype(np.float32)
     lrn = {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 1.0}
-    np.testing.assert_allclose(_mine("LRN", [x4], x4.shape, lrn),
-                               _ort("LRN", [x4], x4.shape, **lrn), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _mine("LRN", [x4], x4.shape, lrn), _ort("LRN", [x4], x4.shape, **lrn), rtol=1e-5, atol=1e-6
+    )

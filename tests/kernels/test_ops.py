@@ -21,8 +21,14 @@ def _close(a, b):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 1), h=st.integers(4, 11),
-    ceil=st.booleans(), cip=st.booleans(), mx=st.booleans(), seed=st.integers(0, 9),
+    k=st.integers(1, 4),
+    s=st.integers(1, 3),
+    p=st.integers(0, 1),
+    h=st.integers(4, 11),
+    ceil=st.booleans(),
+    cip=st.booleans(),
+    mx=st.booleans(),
+    seed=st.integers(0, 9),
 )
 def test_pools(k, s, p, h, ceil, cip, mx, seed):
     if p >= k or p > k // 2:
@@ -32,8 +38,13 @@ def test_pools(k, s, p, h, ceil, cip, mx, seed):
     oh = pool_output_size(h, k, s, p, p, 1, ceil)
     ow = pool_output_size(h + 1, k, s, p, p, 1, ceil)
     out = np.empty((2, 3, oh, ow), np.float32)
-    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": list(pads), "ceil_mode": int(ceil),
-             "count_include_pad": int(cip)}
+    attrs = {
+        "kernel_shape": [k, k],
+        "strides": [s, s],
+        "pads": list(pads),
+        "ceil_mode": int(ceil),
+        "count_include_pad": int(cip),
+    }
     if mx:
         OPS["MaxPool"]([x], [out], attrs, None)
         _close(out, ref.maxpool2d(x, (k, k), (s, s), pads, ceil_mode=ceil))
@@ -45,8 +56,9 @@ def test_pools(k, s, p, h, ceil, cip, mx, seed):
 def test_maxpool_dilation_and_gap():
     x = _r(1, 1, 2, 9, 9)
     out = np.empty((1, 2, 3, 3), np.float32)
-    OPS["MaxPool"]([x], [out], {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 2]},
-                   None)
+    OPS["MaxPool"](
+        [x], [out], {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 2]}, None
+    )
     _close(out, ref.maxpool2d(x, (3, 3), (2, 2), (0, 0, 0, 0), (2, 2)))
     g = np.empty((1, 2, 1, 1), np.float32)
     OPS["GlobalAveragePool"]([x], [g], {}, None)
@@ -79,8 +91,15 @@ def test_clip_inputs_and_inplace():
     _close(x, want)
 
 
-SHAPES = [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((2, 3, 4), (3, 1)), ((1,), (2, 3)),
-          ((2, 1, 4), (1, 3, 1)), ((5, 1, 1, 2, 1, 3), (4, 1, 1, 3)), ((), (3,))]
+SHAPES = [
+    ((2, 3, 4), (2, 3, 4)),
+    ((2, 3, 4), (4,)),
+    ((2, 3, 4), (3, 1)),
+    ((1,), (2, 3)),
+    ((2, 1, 4), (1, 3, 1)),
+    ((5, 1, 1, 2, 1, 3), (4, 1, 1, 3)),
+    ((), (3,)),
+]
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min"])
@@ -148,6 +167,7 @@ def test_pad(mode):
     x = _r(18, 2, 3, 4)
     pads = (0, 2, 1, 1, 2, 3)
     out = np.empty((3, 7, 8), np.float32)
-    OPS["Pad"]([x, np.array(pads, np.int64), np.array(1.5, np.float32)], [out], {"mode": mode},
-               None)
+    OPS["Pad"](
+        [x, np.array(pads, np.int64), np.array(1.5, np.float32)], [out], {"mode": mode}, None
+    )
     _close(out, ref.pad(x, pads, mode, 1.5))
