@@ -344,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         # Configuration and input errors get one clear line, not a traceback.
         print(f"flight: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `flight ... | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:
         print(f"flight: {exc}", file=sys.stderr)
         return 2
