@@ -43,7 +43,7 @@ deadline_ms = 20
 redundancy = "tmr"
 placement = "{placement}"
 restart_type = "permanent"
-heartbeat_timeout_ms = 60
+heartbeat_timeout_ms = 250
 max_restarts = 3
 restart_period_s = 60
 escalation = {escalation}
@@ -127,7 +127,7 @@ def test_sigstop_is_a_hang_detected_within_the_heartbeat_timeout(tmp_path, place
     assert summary["recovery"]["classifier"]["failures"] == {"hang": 1}
     assert "hang" in stopped["fault"]
     assert stopped["detected_frame"] == stopped["frame"] + 1  # the very next frame
-    # deadline (20 ms) + heartbeat timeout (60 ms) bound the detection; a loose upper bound
+    # deadline (20 ms) + heartbeat timeout (250 ms) bound the detection; a loose upper bound
     # only, timing is measured by the benchmark, not asserted here
     assert stopped["detected"] - stopped["at"] < 5.0
     with pytest.raises(ProcessLookupError):
@@ -249,13 +249,19 @@ def test_sigkill_of_the_supervisor_mid_cds_write_leaves_a_loadable_store(tmp_pat
             stderr=subprocess.DEVNULL,
             cwd="/",
         )
-        time.sleep(rng.uniform(1.5, 3.0))  # start-up, then many CDS commits per second
+        # wait until this boot is recorded (start-up time varies with the machine's load),
+        # then kill it at a random moment: --fast commits the CDS many times a second
+        deadline = time.monotonic() + 120
+        while CriticalDataStore(state).boot_count <= len(boots):
+            assert time.monotonic() < deadline and proc.poll() is None, "flight run did not boot"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         store = CriticalDataStore(state)  # must load: never an exception
         boots.append(store.boot_count)
         assert store.last_load.formatted is False
-    assert boots == sorted(boots) and boots[-1] >= 5  # every boot was recorded
+    assert boots == list(range(1, 7))  # every boot was recorded, none lost to a torn write
     # the killed supervisor's workers do not outlive it (their wake pipe closed)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
