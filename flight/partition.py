@@ -8,8 +8,8 @@ produces its first output within milliseconds, without importing or compiling an
 Protocol (no pickling on the hot path):
 
 * a control block of uint64 words in shared memory (:class:`Ctl` names the slots): the worker
-  bumps ``HEARTBEAT`` as it starts and finishes each request, copies ``REQUEST`` to ``DONE``
-  when its outputs are written, and records how long the inference took;
+  bumps ``HEARTBEAT`` as it starts and finishes each request and copies ``REQUEST`` to ``DONE``
+  when its outputs are written;
 * a *wake* pipe (supervisor -> worker): one byte per request (``b"Q"`` asks it to exit);
 * a *done* pipe (worker -> supervisor): one byte per finished request, so the supervisor waits
   with ``select`` and a deadline; end-of-file on it means the worker died.
@@ -45,10 +45,8 @@ class Ctl(IntEnum):
     DONE = 2
     PID = 3
     READY = 4
-    INFER_NS = 5
     ACT_UPSETS = 6  # activation upsets to inject during the next request (test mode)
     ACT_SEED = 7
-    ACT_DONE = 8  # activation upsets actually injected so far
     VP_CORRECTED = 9  # words corrected at vote points (time-placement TMR)
     VP_NO_MAJORITY = 10
     SIZE = 16
@@ -116,13 +114,11 @@ def _worker_main(
                 os._exit(0)
             request = int(ctl[Ctl.REQUEST])
             ctl[Ctl.HEARTBEAT] += 1
-            started = time.perf_counter_ns()
             upsets = int(ctl[Ctl.ACT_UPSETS])
             hooks = {}
             if upsets:
                 hooks = _inject_activation_upsets(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
                 ctl[Ctl.ACT_UPSETS] = 0
-                ctl[Ctl.ACT_DONE] += upsets
             if staged is not None:
                 staged.run(input_buffer, hooks)
                 ctl[Ctl.VP_CORRECTED] = staged.corrected
@@ -130,7 +126,6 @@ def _worker_main(
             else:
                 for index, replica in enumerate(replicas):
                     replica.run(input_buffer, after=hooks.get(index))
-            ctl[Ctl.INFER_NS] = time.perf_counter_ns() - started
             ctl[Ctl.DONE] = request
             ctl[Ctl.HEARTBEAT] += 1
             os.write(done_fd, b"D")
@@ -161,8 +156,6 @@ class PartitionProcess:
         self._done_fd: int | None = None
         self._close_in_child = close_in_child
         self.exit_status: int | None = None  # os.waitpid status of the last worker
-        self.started_at = 0.0
-        self.starts = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,8 +184,6 @@ class PartitionProcess:
         os.close(done_w)
         self.pid, self._wake_fd, self._done_fd = pid, wake_w, done_r
         self.exit_status = None
-        self.started_at = time.monotonic()
-        self.starts += 1
 
     def fds(self) -> list[int]:
         return [fd for fd in (self._wake_fd, self._done_fd) if fd is not None]
@@ -302,7 +293,3 @@ class PartitionProcess:
     def vote_point_corrections(self) -> int:
         """Words corrected at vote points by the current worker since it started."""
         return int(self.ctl[Ctl.VP_CORRECTED])
-
-    @property
-    def inference_seconds(self) -> float:
-        return int(self.ctl[Ctl.INFER_NS]) / 1e9
