@@ -9,6 +9,7 @@ upset is gone the second time) and withholds the output if the copies still disa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,9 +17,9 @@ import numpy as np
 
 from flight import errors
 from flight.model.executor import Model
-from flight.vote import compare, prepare
+from flight.vote import PreparedVote, compare, prepare
 
-__all__ = ["MODES", "RedundantResult", "RedundantRunner"]
+__all__ = ["MODES", "RedundantResult", "RedundantRunner", "VotePoints", "decide"]
 
 Mode = Literal["none", "dwc", "tmr"]
 MODES: tuple[str, ...] = ("none", "dwc", "tmr")
@@ -62,31 +63,48 @@ class RedundantRunner:
     def run(self, x: np.ndarray) -> RedundantResult:
         """One inference; the returned output is a fresh array (safe to keep)."""
         outs = self._outputs(x)
-        if self.mode == "none":
-            return RedundantResult(outs[0].copy(), True)
-        if self.mode == "dwc":
-            first = compare(outs[0], outs[1])
-            if first.equal:
-                return RedundantResult(outs[0].copy(), True)
-            outs = self._outputs(x)
-            again = compare(outs[0], outs[1])
-            delivered = again.equal
-            return RedundantResult(
-                outs[0].copy() if delivered else None,
-                delivered,
-                mismatches=first.mismatches,
-                reexecuted=True,
-            )
-        assert self._vote is not None
-        result = self._vote.words()
-        delivered = result.no_majority == 0
+        result = decide(self.mode, outs, self._vote, lambda: bool(self._outputs(x)))
+        if result.output is not None:
+            result.output = result.output.copy()
+        return result
+
+
+def decide(
+    mode: str,
+    outputs: list[np.ndarray],
+    vote: PreparedVote | None,
+    reexecute: Callable[[], bool],
+) -> RedundantResult:
+    """Deliver, correct or withhold the replicas' outputs: the one redundancy decision that
+    both :class:`RedundantRunner` and the supervisor take.
+
+    ``outputs`` are the replicas' fixed output buffers and ``vote`` a prepared TMR vote over
+    them; ``reexecute()`` runs the replicas again into the same buffers (DWC) and returns
+    False if that failed. The returned output is a view of those buffers, None when withheld.
+    """
+    if mode == "none":
+        return RedundantResult(outputs[0], True)
+    if mode == "dwc":
+        first = compare(outputs[0], outputs[1])
+        if first.equal:
+            return RedundantResult(outputs[0], True)
+        delivered = reexecute() and compare(outputs[0], outputs[1]).equal
         return RedundantResult(
-            self._voted.copy() if delivered else None,
+            outputs[0] if delivered else None,
             delivered,
-            corrected=result.corrected,
-            lost=result.lost,
-            no_majority=result.no_majority,
+            mismatches=first.mismatches,
+            reexecuted=True,
         )
+    assert vote is not None, "TMR needs a prepared vote"
+    result = vote.words()
+    delivered = result.no_majority == 0
+    return RedundantResult(
+        vote.out if delivered else None,
+        delivered,
+        corrected=result.corrected,
+        lost=result.lost,
+        no_majority=result.no_majority,
+    )
 
 
 class VotePoints:

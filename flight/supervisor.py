@@ -41,8 +41,9 @@ import numpy as np
 
 from flight import errors, events
 from flight.partition import PartitionProcess, WorkerDied
+from flight.redundancy import decide
 from flight.shm import shared_bytes, shared_zeros
-from flight.vote import compare, prepare
+from flight.vote import prepare
 
 __all__ = ["FrameReport", "PartitionRuntime", "Supervisor"]
 
@@ -93,8 +94,7 @@ class PartitionRuntime:
         self.input = shared_zeros(model.shapes[model.input_names[0]])
         self.replicas = [model.replica(i) for i in range(model.copies)]
         self.outputs = [r.buffer(self.output_name) for r in self.replicas]
-        self.voted = np.empty_like(self.outputs[0])
-        self.vote = prepare(*self.outputs[:3], self.voted) if len(self.outputs) >= 3 else None
+        self.vote = prepare(*self.outputs[:3], np.empty_like(self.outputs[0]))
         self.workers: list[PartitionProcess] = []
         self.sample = 0
         self.sequence = 0
@@ -499,32 +499,27 @@ class Supervisor:
             p.pending_restart_since = None
         return True
 
-    def _decide(self, p: PartitionRuntime) -> tuple[np.ndarray, bool, bool]:
-        """Vote / compare / take the active replicas' outputs."""
+    def _decide(self, p: PartitionRuntime) -> tuple[np.ndarray | None, bool, bool]:
+        """Vote / compare / take the active replicas' outputs (flight.redundancy.decide), and
+        turn what the decision saw into counters, events and recovery inputs."""
         from flight import recovery
 
-        if p.mode == "tmr":
-            result = p.vote.words()
-            for i, lost in enumerate(result.lost):
-                p.stats.lost[i] += lost
-                if lost:
-                    self.log.emit(events.VOTE_CORRECTED, partition=p.name, replica=i, words=lost)
-                    self._fsm(recovery.VoteAlarm(p.name, replica=i, reason="outvoted"))
-            if result.no_majority:
-                self.log.emit(events.VOTE_NO_MAJORITY, partition=p.name, words=result.no_majority)
-                self._fsm(recovery.VoteAlarm(p.name, replica=None, reason="no majority"))
-                return p.voted, False, False
-            return p.voted, True, result.corrected > 0
-        if p.mode == "dwc":
-            if compare(p.outputs[0], p.outputs[1]).equal:
-                return p.outputs[0], True, False
+        result = decide(p.mode, p.outputs, p.vote, lambda: self._execute(p, 0) == "ok")
+        for i, lost in enumerate(result.lost):
+            p.stats.lost[i] += lost
+            if lost:
+                self.log.emit(events.VOTE_CORRECTED, partition=p.name, replica=i, words=lost)
+                self._fsm(recovery.VoteAlarm(p.name, replica=i, reason="outvoted"))
+        if result.no_majority:
+            self.log.emit(events.VOTE_NO_MAJORITY, partition=p.name, words=result.no_majority)
+            self._fsm(recovery.VoteAlarm(p.name, replica=None, reason="no majority"))
+        if result.reexecuted:
             self.log.emit(events.DWC_MISMATCH, partition=p.name)
             p.stats.dwc_reexecutions += 1
-            if self._execute(p, 0) == "ok" and compare(p.outputs[0], p.outputs[1]).equal:
-                return p.outputs[0], True, True
-            self._fsm(recovery.VoteAlarm(p.name, replica=None, reason="DWC mismatch"))
-            return p.outputs[0], False, False
-        return p.outputs[0], True, False
+            if not result.delivered:
+                self._fsm(recovery.VoteAlarm(p.name, replica=None, reason="DWC mismatch"))
+        corrected = result.corrected > 0 or (result.reexecuted and result.delivered)
+        return result.output, result.delivered, corrected
 
     def step(self) -> FrameReport:
         """Run one minor frame."""
