@@ -59,6 +59,7 @@ def _cmd_model_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
+    from flight import errors
     from flight.model import format as flm
     from flight.model import io
 
@@ -73,10 +74,12 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
         "crc": f"ok (file and {len(model_file.tensors)} tensors)",
         **flm.info(model_file),
     }
-    try:
-        model = io.load(args.model, copies=1)
+    try:  # plan the file already read and checked; do not read it again
+        from flight.model.executor import Model
+
+        model = Model(io.from_model_file(model_file), copies=1)
         summary["memory_plan"] = model.summary()
-    except Exception as exc:  # a valid file flight cannot run: say why, do not crash
+    except errors.FlightError as exc:  # a valid file flight cannot run: say why, do not crash
         summary["memory_plan"] = f"cannot plan: {type(exc).__name__}: {exc}"
     if args.json:
         print(json.dumps(summary, default=str, indent=2))
