@@ -196,22 +196,18 @@ def _flight(*args, timeout=600):
     )
 
 
-def test_flight_run_in_saa_at_1e6_delivers_no_wrong_output(tmp_path):
+def _saa_run(state_dir, frames: int) -> dict:
+    """`flight run` in the SAA environment at x1e6, fast, summary as JSON."""
     proc = _flight(
-        "run",
-        "--environment",
-        "saa",
-        "--accelerate",
-        "1e6",
-        "--frames",
-        "300",
-        "--fast",
-        "--json",
-        "--state-dir",
-        str(tmp_path),
-    )
+        "run", "--environment", "saa", "--accelerate", "1e6", "--frames", str(frames), "--fast",
+        "--json", "--state-dir", str(state_dir),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_flight_run_in_saa_at_1e6_delivers_no_wrong_output(tmp_path):
+    summary = _saa_run(tmp_path, 300)
     for key in ("frames", "accuracy", "corrected", "withheld", "scrub_repairs", "restarts", "sdc"):
         assert key in summary
     assert summary["sdc"] == 0, summary
@@ -447,24 +443,7 @@ def test_safe_mode_suspends_a_partition_without_starving_the_watchdog(tmp_path):
 
 def test_a_seeded_radiation_run_is_reproducible(tmp_path):
     keys = ("upsets", "corrected", "withheld", "scrub_repairs", "sdc", "accuracy", "delivered")
-    runs = []
-    for name in ("a", "b"):
-        proc = _flight(
-            "run",
-            "--environment",
-            "saa",
-            "--accelerate",
-            "1e6",
-            "--frames",
-            "100",
-            "--fast",
-            "--json",
-            "--state-dir",
-            str(tmp_path / name),
-        )
-        assert proc.returncode == 0, proc.stderr
-        summary = json.loads(proc.stdout)
-        runs.append({k: summary[k] for k in keys})
+    runs = [{k: _saa_run(tmp_path / name, 100)[k] for k in keys} for name in ("a", "b")]
     assert runs[0] == runs[1]
     assert sum(runs[0]["upsets"].values()) > 0
 
