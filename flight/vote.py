@@ -177,11 +177,7 @@ class PreparedVote:
     def __init__(self, a: Any, b: Any, c: Any, out: Any, word_size: int | None = None) -> None:
         va, vb, vc, vo, self._out = _views3(a, b, c, out)
         self._n = len(va)
-        self._words = (
-            None
-            if word_size is None and not isinstance(a, np.ndarray)
-            else (_word_size(a, word_size))
-        )
+        self._words = _word_size(a, word_size)
         self._args = (va, vb, vc, vo)
         self._scratch_raw = ffi.new("uint64_t[6]")
         self._stats = ffi.cast("flight_vote_stats *", self._scratch_raw)
@@ -198,8 +194,7 @@ class PreparedVote:
 
     def words(self) -> VoteWordsResult:
         """Word-wise majority into ``out`` (see :func:`vote_words`)."""
-        w = self._words if self._words is not None else 8
-        check_status(lib.flight_vote_words(*self._args, self._n, w, self._stats))
+        check_status(lib.flight_vote_words(*self._args, self._n, self._words, self._stats))
         l0, l1, l2, corrected, no_majority, first = ffi.unpack(self._scratch_raw, 6)
         return VoteWordsResult(
             self._out, corrected, (l0, l1, l2), no_majority, -1 if first == _NO_INDEX else first
