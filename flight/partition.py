@@ -14,7 +14,7 @@ Protocol (no pickling on the hot path):
 * a *done* pipe (worker -> supervisor): one byte per finished request, so the supervisor waits
   with ``select`` and a deadline; end-of-file on it means the worker died.
 
-The supervisor detects a hang as a missed deadline with no heartbeat progress, and a crash as
+The supervisor detects a hang as a request not done within the heartbeat timeout, and a crash as
 end-of-file / a reaped exit status.
 """
 

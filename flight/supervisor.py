@@ -12,7 +12,7 @@ Each minor frame the supervisor, for every partition due in it:
    its data set), and lets the simulated radiation act (test mode, :mod:`flight.radiation`):
    bit flips land in weight copies now and in activations during the inference;
 2. wakes the partition's worker(s) and waits for them up to the partition's deadline: a worker
-   that dies is a *crash*, one that misses its deadline without heartbeat progress a *hang*;
+   that dies is a *crash*, one still not done at its heartbeat timeout a *hang*;
 3. votes (TMR, word by word), compares (DWC, re-executing once on a mismatch) or takes (simplex)
    the replicas' outputs; an output without a majority is *withheld*, never delivered; a replica
    that loses a vote raises a *vote alarm*;
@@ -424,14 +424,14 @@ class Supervisor:
             for worker, n in zip(p.workers, per_worker, strict=True):
                 worker.request(p.sequence, activation_upsets=n, seed=seed)
             for worker in p.workers:
-                beat = worker.heartbeat
                 if worker.wait_done(p.sequence, deadline):
                     continue
                 p.stats.deadline_misses += 1
-                # late: a slow frame, or a hang? wait up to the heartbeat timeout for progress
+                # late: a slow frame, or a hang? wait up to the heartbeat timeout, then a last
+                # look (it may have finished just as the wait ran out)
                 if worker.wait_done(p.sequence, max(hb_timeout - deadline, 0.0)):
                     continue
-                if worker.heartbeat == beat or worker.heartbeat % 2 == 1:
+                if not worker.wait_done(p.sequence, 0.0):
                     return "hang"
         except WorkerDied:
             return "crash"
