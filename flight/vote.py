@@ -7,7 +7,6 @@ is a *fault*, reported in the result (and counted by the caller as an event), ne
 
 from __future__ import annotations
 
-import threading
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -66,21 +65,30 @@ class CompareResult(NamedTuple):
         return self.mismatches == 0
 
 
-_NO_INDEX = 2**64 - 1  # first_no_majority when there is none, read back as uint64
+_UNANIMOUS = (0, 0, 0)  # lost counts when the native voter reports nothing corrected
+_BYTES = ffi.typeof("uint8_t[]")  # writable views as byte arrays: len() is the size in bytes
+
+# Stats records for the native voters to write into, taken from a pool and put back. A record in
+# use belongs to one call only: the C call releases the GIL, so two threads may vote at once, and
+# a signal handler may vote between a call and the read of its record. Allocating one per call
+# would cost more than the vote of a 4 KiB buffer; popping and pushing a list costs ~35 ns,
+# less than a threading.local lookup.
+_STATS_POOL: list[Any] = []
+_COMPARE_POOL: list[tuple[Any, Any]] = []
 
 
-class _Scratch(threading.local):
-    """Per-thread stats record: the C call releases the GIL, so threads must not share it,
-    and allocating it per call costs more than the vote of a 4 KiB buffer."""
-
-    def __init__(self) -> None:
-        self.raw = ffi.new("uint64_t[6]")
-        self.stats = ffi.cast("flight_vote_stats *", self.raw)
-        self.count = ffi.new("uint64_t *")
-        self.first = ffi.new("int64_t *")
+def _take_stats(_pool: list[Any] = _STATS_POOL) -> Any:
+    try:
+        return _pool.pop()
+    except IndexError:
+        return ffi.new("flight_vote_stats *")
 
 
-_scratch = _Scratch()
+def _take_compare_record(_pool: list[tuple[Any, Any]] = _COMPARE_POOL) -> tuple[Any, Any]:
+    try:
+        return _pool.pop()
+    except IndexError:
+        return ffi.new("uint64_t *"), ffi.new("int64_t *")
 
 
 def _buffer_error(obj: Any, name: str, exc: Exception) -> errors.FlightError:
@@ -96,14 +104,14 @@ def _buffer_error(obj: Any, name: str, exc: Exception) -> errors.FlightError:
 def _view(obj: Any, name: str) -> Any:
     """A cffi view of obj's bytes, without copying."""
     try:
-        return ffi.from_buffer(obj)
+        return ffi.from_buffer(_BYTES, obj)
     except (TypeError, ValueError, BufferError) as exc:
         raise _buffer_error(obj, name, exc) from exc
 
 
 def _out_view(out: Any) -> Any:
     try:
-        return ffi.from_buffer(out, require_writable=True)
+        return ffi.from_buffer(_BYTES, out, True)
     except (TypeError, ValueError, BufferError) as exc:
         if isinstance(exc, TypeError) and isinstance(out, bytes):
             raise errors.ReadOnlyBufferError("out is read-only (bytes)") from exc
@@ -113,7 +121,11 @@ def _out_view(out: Any) -> Any:
 def _views3(a: Any, b: Any, c: Any, out: Any) -> tuple[Any, Any, Any, Any, Any]:
     """cffi views of the three replicas and of out (created like a when None)."""
     try:
-        va, vb, vc = ffi.from_buffer(a), ffi.from_buffer(b), ffi.from_buffer(c)
+        va, vb, vc = (
+            ffi.from_buffer(_BYTES, a),
+            ffi.from_buffer(_BYTES, b),
+            ffi.from_buffer(_BYTES, c),
+        )
     except (TypeError, ValueError, BufferError):
         va, vb, vc = _view(a, "a"), _view(b, "b"), _view(c, "c")  # raises the specific error
     n = len(va)
@@ -127,41 +139,45 @@ def _views3(a: Any, b: Any, c: Any, out: Any) -> tuple[Any, Any, Any, Any, Any]:
     return va, vb, vc, vo, out
 
 
-def vote(
-    a: Any,
-    b: Any,
-    c: Any,
-    out: Any = None,
-    *,
-    _from_buffer: Any = ffi.from_buffer,
-    _vote: Any = lib.flight_vote,
-    _unpack: Any = ffi.unpack,
-    _new: Any = tuple.__new__,
-) -> VoteResult:
+_from_buffer = ffi.from_buffer
+_native_vote = lib.flight_vote
+_new_tuple = tuple.__new__
+
+
+def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
     """Bitwise majority ``(a&b)|(a&c)|(b&c)`` of three equal-size buffers.
 
     Any dtype, shape, length and alignment; C-contiguous numpy arrays or bytes-like objects.
     ``out`` (same size, writable; may be one of the inputs) receives the vote without any
     allocation; when omitted, a new array like ``a`` (or a bytearray) is returned.
     """
-    # The common case (three numpy arrays and an out) takes the short path below: a 4 KiB vote
-    # costs little more than its four buffer views and the native call. Anything unusual goes
-    # through _views3, which also produces the specific errors.
+    # The common case (three numpy arrays and an out, nothing to correct) takes the short path
+    # below. A 4 KiB vote costs little more than its four buffer views and the native call, so
+    # every step counts: from_buffer gets positional arguments (a keyword costs as much as a
+    # view), and module globals stand in for keyword-only defaults (which would keep CPython
+    # from specialising the call). Anything unusual goes through _views3, which also produces
+    # the specific errors.
     try:
         va, vb, vc = _from_buffer(a), _from_buffer(b), _from_buffer(c)
-        vo = None if out is None else _from_buffer(out, require_writable=True)
+        vo = _from_buffer(_BYTES, out, True)
+        n = len(va)
+        if len(vb) != n or len(vc) != n or len(vo) != n:
+            raise errors.SizeMismatchError  # sorted out (and explained) by _views3
     except (TypeError, ValueError, BufferError):
-        vo = None
-    n = len(va) if vo is not None else -1
-    if vo is None or not (len(vb) == n == len(vc) == len(vo)):
         va, vb, vc, vo, out = _views3(a, b, c, out)
         n = len(va)
-    scratch = _scratch
-    status = _vote(va, vb, vc, vo, n, scratch.stats)
-    if status:
-        check_status(status)
-    l0, l1, l2, corrected = _unpack(scratch.raw, 4)
-    return _new(VoteResult, (out, corrected, (l0, l1, l2)))
+    try:
+        stats = _STATS_POOL.pop()
+    except IndexError:
+        stats = _take_stats()
+    corrected = _native_vote(va, vb, vc, vo, n, stats)
+    if corrected == 0:
+        _STATS_POOL.append(stats)
+        return _new_tuple(VoteResult, (out, 0, _UNANIMOUS))
+    lost = tuple(stats.lost)
+    _STATS_POOL.append(stats)
+    check_status(min(corrected, 0))
+    return _new_tuple(VoteResult, (out, corrected, lost))
 
 
 class PreparedVote:
@@ -172,15 +188,14 @@ class PreparedVote:
     buffers are held (kept alive) for the life of the object.
     """
 
-    __slots__ = ("_args", "_n", "_out", "_scratch_raw", "_stats", "_words")
+    __slots__ = ("_args", "_n", "_out", "_stats", "_words")
 
     def __init__(self, a: Any, b: Any, c: Any, out: Any, word_size: int | None = None) -> None:
         va, vb, vc, vo, self._out = _views3(a, b, c, out)
         self._n = len(va)
         self._words = _word_size(a, word_size)
         self._args = (va, vb, vc, vo)
-        self._scratch_raw = ffi.new("uint64_t[6]")
-        self._stats = ffi.cast("flight_vote_stats *", self._scratch_raw)
+        self._stats = ffi.new("flight_vote_stats *")
 
     @property
     def out(self) -> Any:
@@ -188,17 +203,16 @@ class PreparedVote:
 
     def __call__(self) -> VoteResult:
         """Bitwise majority into ``out`` (see :func:`vote`)."""
-        check_status(lib.flight_vote(*self._args, self._n, self._stats))
-        l0, l1, l2, corrected, _, _ = ffi.unpack(self._scratch_raw, 6)
-        return VoteResult(self._out, corrected, (l0, l1, l2))
+        corrected = lib.flight_vote(*self._args, self._n, self._stats)
+        if corrected == 0:
+            return VoteResult(self._out, 0, _UNANIMOUS)
+        check_status(min(corrected, 0))
+        return VoteResult(self._out, corrected, tuple(self._stats.lost))
 
     def words(self) -> VoteWordsResult:
         """Word-wise majority into ``out`` (see :func:`vote_words`)."""
-        check_status(lib.flight_vote_words(*self._args, self._n, self._words, self._stats))
-        l0, l1, l2, corrected, no_majority, first = ffi.unpack(self._scratch_raw, 6)
-        return VoteWordsResult(
-            self._out, corrected, (l0, l1, l2), no_majority, -1 if first == _NO_INDEX else first
-        )
+        status = lib.flight_vote_words(*self._args, self._n, self._words, self._stats)
+        return _words_result(self._out, status, self._stats)
 
 
 def prepare(a: Any, b: Any, c: Any, out: Any, word_size: int | None = None) -> PreparedVote:
@@ -226,12 +240,21 @@ def vote_words(
     8 bytes for plain buffers. The buffer length must be a multiple of the word size.
     """
     va, vb, vc, vo, out = _views3(a, b, c, out)
-    scratch = _scratch
     w = _word_size(a, word_size)
-    check_status(lib.flight_vote_words(va, vb, vc, vo, len(va), w, scratch.stats))
-    l0, l1, l2, corrected, no_majority, first = ffi.unpack(scratch.raw, 6)
+    stats = _take_stats()
+    status = lib.flight_vote_words(va, vb, vc, vo, len(va), w, stats)
+    result = _words_result(out, status, stats)  # reads stats before it goes back to the pool
+    _STATS_POOL.append(stats)
+    return result
+
+
+def _words_result(out: Any, status: int, stats: Any) -> VoteWordsResult:
+    """Result of a native word vote (status: not-unanimous word count, or a negative error)."""
+    if status == 0:
+        return _new_tuple(VoteWordsResult, (out, 0, _UNANIMOUS, 0, -1))
+    check_status(min(status, 0))
     return VoteWordsResult(
-        out, corrected, (l0, l1, l2), no_majority, -1 if first == _NO_INDEX else first
+        out, stats.corrected, tuple(stats.lost), stats.no_majority, stats.first_no_majority
     )
 
 
@@ -243,7 +266,10 @@ def compare(a: Any, b: Any, word_size: int | None = None) -> CompareResult:
     va, vb = _view(a, "a"), _view(b, "b")
     if len(va) != len(vb):
         raise errors.SizeMismatchError(f"buffers differ in size: {len(va)} and {len(vb)} bytes")
-    scratch = _scratch
     w = _word_size(a, word_size)
-    check_status(lib.flight_compare(va, vb, len(va), w, scratch.count, scratch.first))
-    return CompareResult(scratch.count[0], scratch.first[0])
+    count, first = record = _take_compare_record()
+    status = lib.flight_compare(va, vb, len(va), w, count, first)
+    result = _new_tuple(CompareResult, (count[0], first[0]))
+    _COMPARE_POOL.append(record)
+    check_status(status)
+    return result

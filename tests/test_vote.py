@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from flight import errors
@@ -131,6 +131,43 @@ def test_vote_words_flags_every_all_different_word(reps):
     lost = tuple(int(((x != majority) & has_majority).sum()) for x in reps)
     assert result.lost == lost
     assert result.corrected == int((((a != b) | (a != c)) & has_majority).sum())
+
+
+@given(
+    st.sampled_from([1, 2, 4, 8]),
+    st.integers(0, 3 * 2048 + 40),
+    st.lists(
+        st.tuples(st.floats(0, 1), st.integers(0, 2), st.booleans(), st.integers(1, 127)),
+        max_size=6,
+    ),
+    st.integers(-1, 2),
+)
+@example(word=1, nbytes=5000, hits=[(0.6, 1, True, 1)], alias=-1)  # no majority in chunk 2
+@example(word=8, nbytes=6144, hits=[(0.9, 0, False, 3), (0.5, 2, True, 5)], alias=0)
+def test_vote_words_over_many_chunks_with_sparse_damage(word, nbytes, hits, alias):
+    """Buffers of several 2 KiB chunks where most chunks agree (the memcmp-and-copy path) and a
+    few words are hit, in one replica (corrected) or differently in two (no majority)."""
+    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[word]
+    nwords = nbytes // word
+    golden = np.random.default_rng(nbytes).integers(0, 2**63, nwords, dtype=np.uint64).astype(dtype)
+    reps = [golden.copy() for _ in range(3)]
+    for position, replica, twice, flip in hits:
+        if nwords:
+            index = min(int(position * nwords), nwords - 1)
+            reps[replica][index] ^= dtype(flip)
+            if twice:  # a different flip in a second replica: all three now differ
+                reps[(replica + 1) % 3][index] ^= dtype(flip | 0x80)
+    a, b, c = (r.copy() for r in reps)
+    all_diff = (a != b) & (a != c) & (b != c)
+    majority = np.where((a == b) | (a == c), a, b)
+    out = reps[alias] if alias >= 0 else np.empty_like(golden)
+    result = vote_words(*reps, out=out)
+    assert result.out is out
+    assert result.no_majority == int(all_diff.sum())
+    assert result.first_no_majority == (int(np.flatnonzero(all_diff)[0]) if all_diff.any() else -1)
+    ok = ~all_diff
+    assert np.array_equal(out[ok], majority[ok])
+    assert result.lost == tuple(int(((x != majority) & ok).sum()) for x in (a, b, c))
 
 
 def test_vote_words_word_size_defaults_and_override():

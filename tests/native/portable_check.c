@@ -32,8 +32,8 @@ int main(void)
     memcpy(c, a, 19);
     c[17] ^= 1;
     flight_vote_stats st;
-    flight_vote(a, a, c, out, 19, &st);
-    if (memcmp(out, a, 19) != 0 || st.lost[2] != 1 || st.lost[0] || st.corrected != 1) failures++;
+    int64_t corrected = flight_vote(a, a, c, out, 19, &st);
+    if (corrected != 1 || memcmp(out, a, 19) != 0 || st.lost[2] != 1 || st.lost[0] || st.corrected != 1) failures++;
 
     printf("hw_kind=%d failures=%d\n", kind, failures);
     return failures != 0;
