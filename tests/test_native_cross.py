@@ -16,12 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CC, QEMU = "aarch64-linux-gnu-gcc", "qemu-aarch64"
 
 
-@pytest.mark.skipif(
-    not (shutil.which(CC) and shutil.which(QEMU)), reason="aarch64 cross toolchain/qemu missing"
-)
-@pytest.mark.parametrize("cpu", ["max", "cortex-a53"])
-def test_native_core_on_aarch64(tmp_path, cpu):
-    exe = tmp_path / "check"
+def _build_and_run(tmp_path: Path, check: str, cpu: str) -> str:
+    """Cross-compile tests/native/<check>.c with the native core; its output under qemu."""
+    exe = tmp_path / check
     native = ROOT / "native"
     subprocess.run(
         [
@@ -32,7 +29,7 @@ def test_native_core_on_aarch64(tmp_path, cpu):
             "-Wextra",
             "-Werror",
             f"-I{native}",
-            str(ROOT / "tests" / "native" / "portable_check.c"),
+            str(ROOT / "tests" / "native" / f"{check}.c"),
             str(native / "vote.c"),
             str(native / "crc32c.c"),
             "-o",
@@ -45,7 +42,24 @@ def test_native_core_on_aarch64(tmp_path, cpu):
         [QEMU, "-cpu", cpu, "-L", "/usr/aarch64-linux-gnu", str(exe)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "hw_kind=2 failures=0" in proc.stdout
+    return proc.stdout
+
+
+needs_cross = pytest.mark.skipif(
+    not (shutil.which(CC) and shutil.which(QEMU)), reason="aarch64 cross toolchain/qemu missing"
+)
+
+
+@needs_cross
+@pytest.mark.parametrize("cpu", ["max", "cortex-a53"])
+def test_native_core_on_aarch64(tmp_path, cpu):
+    assert "hw_kind=2 failures=0" in _build_and_run(tmp_path, "portable_check", cpu)
+
+
+@needs_cross
+def test_vote_paths_on_aarch64(tmp_path):
+    """The differential vote check of tests/test_native_paths.py, on the aarch64 (NEON) code."""
+    assert "failures=0" in _build_and_run(tmp_path, "vote_paths_check", "cortex-a53")
