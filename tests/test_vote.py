@@ -270,3 +270,28 @@ def test_prepared_vote_validates_once_up_front():
     ro.flags.writeable = False
     with pytest.raises(errors.ReadOnlyBufferError):
         prepare(x, x, x, ro)
+
+
+def test_concurrent_votes_keep_their_own_counts():
+    """The C call releases the GIL: votes in several threads overlap, and each must report the
+    damage of its own buffers (the stats records are per call, not shared)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 1 << 19  # 4 MiB of uint64: long enough for the native calls to overlap
+
+    def one(k: int) -> tuple[tuple[int, int, int], int, bool]:
+        a = np.full(n, k, np.uint64)
+        b, c = a.copy(), a.copy()
+        b[: k + 1] ^= 1  # thread k: replica 1 loses k + 1 words, replica 2 loses 2k + 1
+        c[n - 2 * k - 1 :] ^= 2
+        expected = a.copy()
+        results = [vote(a, b, c, out=np.empty_like(a)) for _ in range(5)]
+        words = [vote_words(a, b, c) for _ in range(5)]
+        same = all(np.array_equal(r.out, expected) for r in results + words)
+        assert {r.lost for r in results} == {r.lost for r in words}
+        return results[0].lost, results[0].corrected, same
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(one, range(8)))
+    for k, (lost, corrected, same) in enumerate(outcomes):
+        assert lost == (0, k + 1, 2 * k + 1) and corrected == 3 * k + 2 and same
