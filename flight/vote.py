@@ -151,7 +151,7 @@ def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
     ``out`` (same size, writable; may be one of the inputs) receives the vote without any
     allocation; when omitted, a new array like ``a`` (or a bytearray) is returned.
     """
-    # The common case (three numpy arrays and an out, nothing to correct) takes the short path
+    # The common case (three numpy arrays, nothing to correct) takes the short path
     # below. A 4 KiB vote costs little more than its four buffer views and the native call, so
     # every step counts: from_buffer gets positional arguments (a keyword costs as much as a
     # view), and module globals stand in for keyword-only defaults (which would keep CPython
@@ -159,6 +159,8 @@ def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
     # the specific errors.
     try:
         va, vb, vc = _from_buffer(a), _from_buffer(b), _from_buffer(c)
+        if out is None:
+            out = np.empty_like(a) if isinstance(a, np.ndarray) else bytearray(len(va))
         vo = _from_buffer(_BYTES, out, True)
         n = len(va)
         if len(vb) != n or len(vc) != n or len(vo) != n:
