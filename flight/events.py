@@ -306,6 +306,12 @@ RECOVERY_STATE_DISCARDED = _define(
     Severity.WARNING,
     "The recovery state in the CDS does not fit the mission (changed, or damaged): fresh start.",
 )
+VOTE_ESCALATION_HELD = _define(
+    321,
+    "VOTE_ESCALATION_HELD",
+    Severity.WARNING,
+    "A replica kept losing votes during an upset storm: no partition restart or degradation.",
+)
 
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY

@@ -70,6 +70,11 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     ``vote_alarm_threshold`` [3] (int, >= 1) times one replica is outvoted within
     ``vote_alarm_period_s`` [10] (number, s, at least one major frame) raise a vote alarm (a
     replica that keeps losing has a persistent fault: re-verify its weights, then restart it).
+    ``storm_upset_threshold`` [10] (int, >= 0): an upset storm is on while the scrubber has
+    found at least this many upsets in the weights within ``vote_alarm_period_s``; a storm
+    holds back the vote alarm's partition restart (and so any degradation it would lead to),
+    because restarts cannot stop radiation and TMR masks what a degraded partition would
+    deliver. 0 turns the guard off.
 
 ``[scrub]``
     ``block_size`` [4096] (int, bytes, multiple of 8, 64 .. 1 MiB): CRC block of the protected
@@ -219,6 +224,7 @@ class RecoveryConfig:
     safe_mode_period_s: float
     vote_alarm_threshold: int
     vote_alarm_period_s: float
+    storm_upset_threshold: int
 
 
 @dataclass(frozen=True)
@@ -699,6 +705,7 @@ class _Parser:
         safe_period = t.number("safe_mode_period_s", 30 * 86400, 3600.0, " s")
         alarm_threshold = t.integer("vote_alarm_threshold", 1, 10**9, 3)
         alarm_period = t.number("vote_alarm_period_s", 30 * 86400, 10.0, " s")
+        storm_threshold = t.integer("storm_upset_threshold", 0, 10**9, 10)
         t.finish()
         if alarm_period * 1000 < schedule.major_frame_ms:
             raise t.error(
@@ -728,6 +735,7 @@ class _Parser:
             safe_mode_period_s=safe_period,
             vote_alarm_threshold=alarm_threshold,
             vote_alarm_period_s=alarm_period,
+            storm_upset_threshold=storm_threshold,
         )
 
     def scrub(self, t: _Table, partitions: tuple[PartitionConfig, ...]) -> ScrubConfig:

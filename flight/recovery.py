@@ -51,6 +51,7 @@ __all__ = [
     "HeartbeatMissed",
     "Input",
     "KillPartition",
+    "MemoryUpsets",
     "PartitionPolicy",
     "PartitionStarted",
     "PartitionState",
@@ -231,6 +232,15 @@ class VoteAlarm:
 
 
 @dataclass(frozen=True)
+class MemoryUpsets:
+    """The scrubber found ``count`` upsets in protected memory: evidence of radiation, which
+    tells an upset storm (every replica outvoted now and then, and restarts cannot help) from a
+    failing replica (the same one outvoted, with quiet memory)."""
+
+    count: int
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: checks start deadlines (a restart that never comes up is a failure)."""
 
@@ -255,6 +265,7 @@ Input = (
     | Exited
     | StartFailed
     | VoteAlarm
+    | MemoryUpsets
     | Tick
     | Enable
     | ExitSafeMode
@@ -473,6 +484,11 @@ class SupervisorPolicy:
       (:attr:`ExitCode.RESET_BUDGET`).
     * ``vote_alarms`` alarms of one replica within ``vote_period``: reverify its weights; the
       same again: restart the replica; again: restart the partition (cause "vote").
+    * ``storm_upsets``: an *upset storm* is on while the scrubber has found at least this many
+      upsets in protected memory (:class:`MemoryUpsets`) within the last ``vote_period``. A
+      storm holds the last vote remedy (the partition restart that leads to degradation): a
+      restart cannot stop radiation, and a degraded partition would deliver what TMR masked.
+      Reverification and replica restarts still happen. 0 turns the guard off.
     """
 
     partitions: tuple[PartitionPolicy, ...]
@@ -483,6 +499,7 @@ class SupervisorPolicy:
     safe_mode_period: float = 3600.0
     vote_alarms: int = 3
     vote_period: float = 10.0
+    storm_upsets: int = 0
 
     def __post_init__(self) -> None:
         _config(
@@ -504,6 +521,7 @@ class SupervisorPolicy:
         _seconds("safe_mode_period", self.safe_mode_period)
         _count("vote_alarms", self.vote_alarms, 1)
         _seconds("vote_period", self.vote_period)
+        _count("storm_upsets", self.storm_upsets, 0)
         for p in partitions:
             worst = worst_case_restarts(p)
             _config(
@@ -549,6 +567,7 @@ class _Partition:
     vote_alarms: int = 0
     reverifies: int = 0
     replica_restarts: int = 0
+    storm_holds: int = 0  # partition restarts for votes held back during upset storms
     votes: dict[str, _VoteTrack] = field(default_factory=dict)  # "0".."2", "any"
 
 
@@ -567,6 +586,7 @@ class PartitionStatus:
     vote_alarms: int
     reverifies: int
     replica_restarts: int
+    storm_holds: int  #: vote escalations held back during upset storms
 
 
 class _Reset(Exception):
@@ -597,6 +617,7 @@ class RecoveryFSM:
         self._restart_times: list[float] = []  # supervisor-wide restart decisions
         self._safe_mode_times: list[float] = []
         self._stale = 0  # commands that did not apply (e.g. ExitSafeMode when nominal)
+        self._upsets: list[tuple[float, int]] = []  # (time, count) of recent memory upsets
         self._parts = {
             p.name: _Partition(p, PartitionState.STARTING, p.redundancy, self._now)
             for p in policy.partitions
@@ -636,7 +657,19 @@ class RecoveryFSM:
             vote_alarms=p.vote_alarms,
             reverifies=p.reverifies,
             replica_restarts=p.replica_restarts,
+            storm_holds=p.storm_holds,
         )
+
+    @property
+    def storm(self) -> bool:
+        """True while an upset storm is on (see :class:`SupervisorPolicy` ``storm_upsets``)."""
+        return self.policy.storm_upsets > 0 and self._recent_upsets() >= self.policy.storm_upsets
+
+    def _recent_upsets(self) -> int:
+        """Memory upsets reported within the last ``vote_period`` (older reports dropped)."""
+        cutoff = self._now - self.policy.vote_period
+        self._upsets = [(t, n) for t, n in self._upsets if t > cutoff]
+        return sum(n for _, n in self._upsets)
 
     def counters(self) -> dict[str, dict[str, Any]]:
         """Per-partition counters, JSON-able (housekeeping telemetry)."""
@@ -652,6 +685,7 @@ class RecoveryFSM:
                 "vote_alarms": p.vote_alarms,
                 "reverifies": p.reverifies,
                 "replica_restarts": p.replica_restarts,
+                "storm_holds": p.storm_holds,
             }
         return result
 
@@ -672,6 +706,10 @@ class RecoveryFSM:
             self._part(name)
         if isinstance(event, VoteAlarm):
             self._check_replica(event)
+        if isinstance(event, MemoryUpsets) and (
+            not isinstance(event.count, int) or isinstance(event.count, bool) or event.count < 0
+        ):
+            raise RecoveryError(f"memory upset count must be an int >= 0, not {event.count!r}")
         self._now = float(now)
         if self._system is SystemState.RESET:
             return ()
@@ -780,9 +818,19 @@ class RecoveryFSM:
             p.replica_restarts += 1
             self._out.append(RestartReplica(p.policy.name, replica))
             self._emit(events.REPLICA_RESTARTED, p, replica=replica)
+        elif self.storm:
+            # stage kept: held again at the next threshold while the storm lasts
+            p.storm_holds += 1
+            self._emit(
+                events.VOTE_ESCALATION_HELD, p, replica=replica, upsets=self._recent_upsets()
+            )
         else:
             del p.votes[key]
             self._failure(p, Reason.VOTE, alive=True)
+
+    def _on_memory_upsets(self, event: MemoryUpsets) -> None:
+        if event.count:
+            self._upsets.append((self._now, event.count))
 
     def _on_enable(self, event: Enable) -> None:
         p = self._parts[event.name]
@@ -815,6 +863,7 @@ class RecoveryFSM:
         StartFailed: _on_start_failed,
         Tick: _on_tick,
         VoteAlarm: _on_vote,
+        MemoryUpsets: _on_memory_upsets,
         Enable: _on_enable,
         ExitSafeMode: _on_exit_safe_mode,
     }
@@ -1010,6 +1059,7 @@ class RecoveryFSM:
                 "vote_alarms": p.vote_alarms,
                 "reverifies": p.reverifies,
                 "replica_restarts": p.replica_restarts,
+                "storm_holds": p.storm_holds,
                 "votes": {
                     k: {"times": list(v.times), "stage": v.stage, "last": v.last}
                     for k, v in p.votes.items()
@@ -1022,6 +1072,7 @@ class RecoveryFSM:
             "restart_times": list(self._restart_times),
             "safe_mode_times": list(self._safe_mode_times),
             "stale": self._stale,
+            "upsets": [[t, n] for t, n in self._upsets],
             "partitions": parts,
         }
 
@@ -1083,6 +1134,8 @@ class RecoveryFSM:
         fsm._restart_times = times(data["restart_times"])
         fsm._safe_mode_times = times(data["safe_mode_times"])
         fsm._stale = int(data["stale"])
+        # absent from snapshots written before the storm guard existed
+        fsm._upsets = [(float(t) + shift, int(n)) for t, n in data.get("upsets", [])]
         kept = (PartitionState.DISABLED, PartitionState.STOPPED, PartitionState.SUSPENDED)
         for name, saved_part in parts.items():
             p = fsm._parts[name]
@@ -1112,6 +1165,7 @@ class RecoveryFSM:
             p.vote_alarms = int(saved_part["vote_alarms"])
             p.reverifies = int(saved_part["reverifies"])
             p.replica_restarts = int(saved_part["replica_restarts"])
+            p.storm_holds = int(saved_part.get("storm_holds", 0))
             p.votes = {
                 str(k): _VoteTrack(
                     times(v["times"]),

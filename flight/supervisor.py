@@ -525,6 +525,8 @@ class Supervisor:
         """Run one minor frame."""
         if not self._started:
             self.start()
+        from flight import recovery
+
         schedule = self.mission.schedule
         report = FrameReport(self.frame)
         dt = schedule.minor_frame_ms / 1000.0
@@ -532,7 +534,9 @@ class Supervisor:
         if self.radiation is not None:
             # the frame's idle part: upsets land in the weight copies (the scrub may find them)
             self.radiation.advance(dt - exposure, only=self._weight_targets)
-        self.scrubber.step(self.mission.scrub.bytes_per_frame)
+        scrub = self.scrubber.step(self.mission.scrub.bytes_per_frame)
+        if scrub.errors_found:  # radiation evidence: tells an upset storm from a failing replica
+            self._fsm(recovery.MemoryUpsets(scrub.errors_found))
         self._reload_unrepairable()
         activation_upsets: dict[str, int] = {}
         if self.radiation is not None:
@@ -543,8 +547,6 @@ class Supervisor:
                 if "/activations" in injection.target:
                     name = injection.target.split("/", 1)[0]
                     activation_upsets[name] = activation_upsets.get(name, 0) + 1
-        from flight import recovery
-
         self._fsm(recovery.Tick())
         progress: dict[str, bool] = {}
         for p in self.partitions:
@@ -714,4 +716,5 @@ def policy_from_mission(mission: Any) -> Any:
         safe_mode_period=mission.recovery.safe_mode_period_s,
         vote_alarms=mission.recovery.vote_alarm_threshold,
         vote_period=mission.recovery.vote_alarm_period_s,
+        storm_upsets=mission.recovery.storm_upset_threshold,
     )

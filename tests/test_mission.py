@@ -174,6 +174,7 @@ def test_base_fixture_and_defaults():
     )
     assert (r.safe_mode_max, r.safe_mode_period_s) == (2, 3600.0)
     assert (r.vote_alarm_threshold, r.vote_alarm_period_s) == (3, 10.0)
+    assert r.storm_upset_threshold == 10
     assert (p.in_safe_mode, p.start_deadline_s) == (True, 10.0)
     assert (m.scrub.block_size, m.scrub.bytes_per_frame) == (4096, 98304)
     assert (m.watchdog.kind, m.watchdog.device, m.watchdog.timeout_s) == (
@@ -438,6 +439,8 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ({"recovery.order": ["classifier"] * 2}, "order lists 'classifier' more than once"),
     ({"recovery.processor_reset_max": 0}, "processor_reset_max 0 is out of range 1 .. 10000"),
     ({"recovery.vote_alarm_threshold": 0}, "vote_alarm_threshold 0 is out of range"),
+    ({"recovery.storm_upset_threshold": -1}, "storm_upset_threshold -1 is out of range 0 .."),
+    ({"recovery.storm_upset_threshold": 2.5}, "storm_upset_threshold must be an integer"),
     (
         {"recovery.vote_alarm_period_s": 0.1},
         "[recovery]: vote_alarm_period_s 0.1 is shorter than the major frame (200 ms)",
@@ -589,6 +592,7 @@ INT_FIELDS = [
     "recovery.processor_reset_period_s",
     "recovery.vote_alarm_threshold",
     "recovery.vote_alarm_period_s",
+    "recovery.storm_upset_threshold",
     "recovery.safe_mode_max",
     "recovery.safe_mode_period_s",
     P + "start_deadline_s",

@@ -22,6 +22,7 @@ from flight.recovery import (
     ExitSafeMode,
     HeartbeatMissed,
     KillPartition,
+    MemoryUpsets,
     PartitionPolicy,
     PartitionStarted,
     PartitionState,
@@ -408,6 +409,66 @@ def test_vote_alarm_from_a_replica_dropped_by_degradation_is_stale():
     assert fsm.handle(VoteAlarm("a", 1), 3.0) == (ReverifyWeights("a", 1),)
 
 
+# --- upset storms ----------------------------------------------------------------------------
+def _to_the_last_remedy(fsm: RecoveryFSM, t0: float) -> None:
+    """Vote alarms of replica 1 through reverification and replica restart (vote_alarms=1)."""
+    assert fsm.handle(VoteAlarm("a", 1), t0) == (ReverifyWeights("a", 1),)
+    assert fsm.handle(VoteAlarm("a", 1), t0 + 0.1) == (RestartReplica("a", 1),)
+
+
+def test_an_upset_storm_holds_the_vote_restart_that_would_degrade():
+    log = events.EventLog()
+    fsm = boot(abc(vote_alarms=1, vote_period=10.0, storm_upsets=5), log)
+    assert fsm.handle(MemoryUpsets(3), 1.0) == () and not fsm.storm
+    assert fsm.handle(MemoryUpsets(2), 2.0) == () and fsm.storm  # 5 within the period
+    _to_the_last_remedy(fsm, 3.0)  # the cheap remedies still happen in a storm
+    for t in (3.2, 3.3, 3.4):
+        assert fsm.handle(VoteAlarm("a", 1), t) == ()  # held, again and again
+    assert fsm.handle(VoteAlarm("a", None, "no majority"), 3.5) == (ReverifyWeights("a", None),)
+    assert fsm.handle(VoteAlarm("a", None, "no majority"), 3.6) == ()  # held too
+    status = fsm.status("a")
+    assert status.storm_holds == 4 and status.restarts == {} and status.mode == "tmr"
+    assert log.count(events.VOTE_ESCALATION_HELD) == 4
+    # the storm passes (no upsets for a whole period): the next alarm restarts the partition
+    assert not fsm.handle(Tick(), 11.5) and not fsm.storm
+    assert fsm.handle(VoteAlarm("a", 1), 11.6)[-1] == RestartPartition("a", Reason.VOTE, "tmr", "a")
+
+
+def test_without_a_storm_the_same_alarms_restart_and_degrade():
+    """The control: quiet memory (a failing replica, not radiation) or the guard off."""
+    for policy, upsets in ((abc(vote_alarms=1, storm_upsets=5), 4), (abc(vote_alarms=1), 10**6)):
+        fsm = boot(policy)
+        fsm.handle(MemoryUpsets(upsets), 1.0)
+        assert not fsm.storm
+        _to_the_last_remedy(fsm, 2.0)
+        assert fsm.handle(VoteAlarm("a", 1), 2.2)[-1] == RestartPartition(
+            "a", Reason.VOTE, "tmr", "a"
+        )
+
+
+def test_storm_evidence_survives_a_supervisor_restart():
+    policy = abc(vote_alarms=1, storm_upsets=5)
+    fsm = boot(policy)
+    fsm.handle(MemoryUpsets(7), 1.0)
+    _to_the_last_remedy(fsm, 2.0)
+    fsm.handle(VoteAlarm("a", 1), 2.2)
+    restored = RecoveryFSM.from_dict(policy, json.loads(json.dumps(fsm.to_dict())), now=3.0)
+    assert restored.storm and restored.status("a").storm_holds == 1
+    old = {k: v for k, v in fsm.to_dict().items() if k != "upsets"}  # written before the guard
+    for part in old["partitions"].values():
+        del part["storm_holds"]
+    assert RecoveryFSM.from_dict(policy, old).status("a").storm_holds == 0
+
+
+def test_storm_inputs_and_policy_are_checked():
+    fsm = boot(abc())
+    for bad in (-1, 1.5, True, None):
+        with pytest.raises(RecoveryError, match="memory upset count"):
+            fsm.handle(MemoryUpsets(bad), 1.0)
+    with pytest.raises(ConfigError, match="storm_upsets"):
+        abc(storm_upsets=-1)
+
+
 # --- bugs raise -------------------------------------------------------------------------------
 def test_programming_errors_raise():
     parts = (PartitionPolicy("a"), PartitionPolicy("s", redundancy="none", ladder=["disable"]))
@@ -654,6 +715,7 @@ def supervisor_policies(draw):
         safe_mode_period=20.0,
         vote_alarms=draw(st.integers(1, 3)),
         vote_period=5.0,
+        storm_upsets=draw(st.sampled_from([0, 1, 3])),
     )
 
 
@@ -678,6 +740,7 @@ def inputs(policy: SupervisorPolicy):
         st.builds(Exited, named, st.booleans()),
         st.builds(StartFailed, named),
         st.just(Tick()),
+        st.builds(MemoryUpsets, st.integers(0, 3)),
         st.builds(Enable, named),
         st.just(ExitSafeMode()),
     )
@@ -717,6 +780,8 @@ def test_any_input_sequence_keeps_the_invariants(scenario):
             assert actions == (resets[0],) and fsm.system_state is SystemState.RESET
             reset_seen = True
             return actions
+        if isinstance(event, VoteAlarm) and fsm.storm:  # an upset storm holds vote restarts
+            assert not any(getattr(a, "reason", None) is Reason.VOTE for a in actions)
         for name in NAMES:
             if fsm.status(name).escalations != escalations[name]:
                 history[name] = []

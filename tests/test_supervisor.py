@@ -196,14 +196,32 @@ def _flight(*args, timeout=600):
     )
 
 
-def _saa_run(state_dir, frames: int) -> dict:
-    """`flight run` in the SAA environment at x1e6, fast, summary as JSON."""
+def _saa_run(state_dir, frames: int, environment: str = "saa", *mission: str) -> dict:
+    """`flight run` in a radiation environment (SAA) at x1e6, fast, summary as JSON."""
     proc = _flight(
-        "run", "--environment", "saa", "--accelerate", "1e6", "--frames", str(frames), "--fast",
-        "--json", "--state-dir", str(state_dir),
+        "run", "--environment", environment, "--accelerate", "1e6", "--frames", str(frames),
+        "--fast", "--json", "--state-dir", str(state_dir), *mission,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def test_an_upset_storm_does_not_degrade_tmr_into_wrong_outputs(tmp_path):
+    """A solar flare at x1e6 (~140 upsets a frame): every replica is outvoted again and again.
+    The storm guard (default mission) keeps TMR, so outputs are corrected or withheld, never
+    wrong; the control, the same seeded run with the guard off, degrades to simplex and delivers
+    wrong outputs."""
+    from flight.mission import default_mission
+
+    guarded = _saa_run(tmp_path / "guarded", 150, "flare")
+    assert guarded["sdc"] == 0 and guarded["escalations"] == 0, guarded
+    assert guarded["events"]["VOTE_ESCALATION_HELD"] > 0 and guarded["corrected"] > 0
+    off = tmp_path / "off.toml"
+    text = Path(default_mission().source).read_text()
+    assert "storm_upset_threshold = 10 " in text
+    off.write_text(text.replace("storm_upset_threshold = 10 ", "storm_upset_threshold = 0 "))
+    control = _saa_run(tmp_path / "control", 150, "flare", "--mission", str(off))
+    assert control["escalations"] > 0 and control["sdc"] > 0, control
 
 
 def test_flight_run_in_saa_at_1e6_delivers_no_wrong_output(tmp_path):
