@@ -47,7 +47,13 @@ Why this shape:
   (the supervisor must not die because its disk is full). Misuse raises
   :class:`CdsUsageError`: unserializable state, negative increments, an oversized record.
 
-Single writer: one process (the supervisor) owns a store; others may load it read-only.
+Single writer: one process (the supervisor) owns a store; others may load it read-only. The
+owner calls :meth:`CriticalDataStore.claim`, an exclusive POSIX lock on ``<name>.lock``, so that
+a second supervisor started on the same state directory (an overlapping service restart, a
+ground test on a live board) fails at start with :class:`CdsBusyError` instead of alternating
+commits with the first. POSIX (``lockf``) rather than ``flock`` locks, because forked partition
+workers must not inherit the lock: a worker outliving a killed supervisor would otherwise keep
+the next one from starting. The kernel drops the lock when the owner dies, however it dies.
 The constructor loads; :meth:`CriticalDataStore.load` re-reads the disk (discarding uncommitted
 changes). Helpers change the in-memory record only (except :meth:`begin_boot`) so several
 changes share one fsync; call :meth:`commit` to make them durable.
@@ -57,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import math
 import os
 import struct
@@ -77,6 +84,7 @@ __all__ = [
     "MAGIC",
     "MAX_PAYLOAD",
     "VERSION",
+    "CdsBusyError",
     "CdsRecord",
     "CdsUsageError",
     "CriticalDataStore",
@@ -101,6 +109,17 @@ _PAYLOAD_KEYS = frozenset({"boot_count", "counters", "reset_log", "state", "writ
 
 class CdsUsageError(errors.FlightError, ValueError):
     """The caller misused the store (bad counter increment, unserializable or oversized state)."""
+
+
+class CdsBusyError(errors.FlightError):
+    """Another live process owns the store (holds its writer lock): two supervisors on one
+    state directory would overwrite each other's record."""
+
+
+# Writer locks this process holds: resolved lock path -> [fd, claims]. POSIX locks belong to
+# the process, and closing *any* descriptor of the file drops them, so a second claim in the
+# same process shares the descriptor instead of opening (and later closing) its own.
+_HELD_LOCKS: dict[str, list[int]] = {}
 
 
 @dataclass(frozen=True)
@@ -307,8 +326,45 @@ class CriticalDataStore:
         self._record = CdsRecord()
         self._newest_slot: int | None = None
         self._stale_tmp = True
+        self._lock_path: str | None = None
         self.last_load = LoadReport(("missing", "missing"), None, True)
         self.load()
+
+    # ownership
+    def claim(self) -> None:
+        """Become the store's single writer, or raise :class:`CdsBusyError` naming the process
+        that is. Held until :meth:`release` or the process ends."""
+        if self._lock_path is not None:
+            return
+        path = str((self.directory / f"{self.name}.lock").resolve())
+        held = _HELD_LOCKS.get(path)
+        if held is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise CdsBusyError(
+                    f"the critical data store in {self.directory} is in use by another "
+                    f"process (pid {holder}): one supervisor per state directory"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            held = _HELD_LOCKS[path] = [fd, 0]
+        held[1] += 1
+        self._lock_path = path
+
+    def release(self) -> None:
+        """Give up the writer lock taken by :meth:`claim` (no-op if not claimed)."""
+        path, self._lock_path = self._lock_path, None
+        if path is None:
+            return
+        held = _HELD_LOCKS[path]
+        held[1] -= 1
+        if held[1] == 0:
+            del _HELD_LOCKS[path]
+            os.close(held[0])  # drops the lock
 
     # paths
     def slot_path(self, slot: int) -> Path:

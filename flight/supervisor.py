@@ -213,6 +213,7 @@ class Supervisor:
         else:
             type(mission.cds)(Path(cds_directory)).ensure()  # create it, or say why not
         self.cds = CriticalDataStore(cds_directory, log=self.log)
+        self.cds.claim()  # one supervisor per state directory, or CdsBusyError
         self.fsm, self.restored = self._recovery_state(
             recovery, policy_from_mission(mission), fresh_recovery
         )
@@ -310,6 +311,7 @@ class Supervisor:
                 worker.stop()
         with contextlib.suppress(Exception):
             self.cds.commit()
+        self.cds.release()
         self.watchdog.close()
 
     # --- recovery -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ writes (simulated and by SIGKILL of a committing process), temp file clean-up, w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -464,3 +465,60 @@ def test_sigkill_mid_commit_loop_always_leaves_a_loadable_committed_value(tmp_pa
         loaded = value
     assert kills >= 10
     assert mid_commit >= 1, "no kill landed inside a commit; the test exercised nothing"
+
+
+# --- one writer per store -----------------------------------------------------------------------
+_CLAIM = (
+    "import sys; from flight.cds import CriticalDataStore; CriticalDataStore(sys.argv[1]).claim()"
+)
+
+
+def _claim_in_child(directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _CLAIM, str(directory)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_second_writer_process_is_refused_until_the_first_lets_go(tmp_path):
+    owner = _store(tmp_path)
+    owner.claim()
+    also_here = _store(tmp_path)
+    also_here.claim()  # the same process: shares the lock (and must not drop it on release)
+    also_here.release()
+    refused = _claim_in_child(tmp_path)
+    assert refused.returncode != 0
+    assert "CdsBusyError" in refused.stderr and f"pid {os.getpid()}" in refused.stderr
+    assert _store(tmp_path).record.boot_count == 0  # readers are never refused
+    owner.release()
+    owner.release()  # idempotent
+    assert _claim_in_child(tmp_path).returncode == 0
+
+
+def test_the_lock_dies_with_its_owner_and_is_not_inherited_by_forked_workers(tmp_path):
+    # A child that claims the store, forks a long-lived grandchild (like a partition worker),
+    # then is SIGKILLed: the grandchild must not keep the store locked.
+    script = (
+        "import os, sys, time, signal\n"
+        "from flight.cds import CriticalDataStore\n"
+        "CriticalDataStore(sys.argv[1]).claim()\n"
+        "worker = os.fork()\n"
+        "if worker == 0:\n"
+        "    time.sleep(30); os._exit(0)\n"
+        "print(worker, flush=True); time.sleep(30)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    worker = None
+    try:
+        worker = int(owner.stdout.readline())
+        assert "CdsBusyError" in _claim_in_child(tmp_path).stderr
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        assert _claim_in_child(tmp_path).returncode == 0  # the orphaned worker holds nothing
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+        if worker:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)

@@ -234,6 +234,20 @@ def test_flight_run_in_saa_at_1e6_delivers_no_wrong_output(tmp_path):
     assert summary["accuracy"] >= 0.95
 
 
+def test_a_second_flight_run_on_a_live_state_directory_is_refused(tmp_path):
+    from flight.cds import CriticalDataStore
+
+    live = CriticalDataStore(tmp_path)
+    live.claim()  # as a running supervisor holds it
+    try:
+        proc = _flight("run", "--frames", "5", "--fast", "--state-dir", str(tmp_path))
+    finally:
+        live.release()
+    assert proc.returncode == 2 and "CdsBusyError" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1  # one clear line, no traceback
+    assert CriticalDataStore(tmp_path).record.boot_count == 0  # it wrote nothing
+
+
 def test_flight_run_plain_lines_when_not_a_tty(tmp_path):
     proc = _flight("run", "--frames", "40", "--state-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
