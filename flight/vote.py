@@ -66,7 +66,7 @@ class CompareResult(NamedTuple):
 
 
 _UNANIMOUS = (0, 0, 0)  # lost counts when the native voter reports nothing corrected
-_BYTES = ffi.typeof("uint8_t[]")  # writable views as byte arrays: len() is the size in bytes
+_BYTES = ffi.typeof("uint8_t[]")  # views as byte arrays: len() is the size in bytes
 
 # Stats records for the native voters to write into, taken from a pool and put back. A record in
 # use belongs to one call only: the C call releases the GIL, so two threads may vote at once, and
@@ -151,12 +151,12 @@ def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
     ``out`` (same size, writable; may be one of the inputs) receives the vote without any
     allocation; when omitted, a new array like ``a`` (or a bytearray) is returned.
     """
-    # The common case (three numpy arrays, nothing to correct) takes the short path
-    # below. A 4 KiB vote costs little more than its four buffer views and the native call, so
-    # every step counts: from_buffer gets positional arguments (a keyword costs as much as a
-    # view), and module globals stand in for keyword-only defaults (which would keep CPython
-    # from specialising the call). Anything unusual goes through _views3, which also produces
-    # the specific errors.
+    # The common case (three numpy arrays, nothing to correct) takes the short path below. A
+    # 4 KiB vote costs little more than its four buffer views and the native call, so every
+    # step counts: from_buffer gets positional arguments (a keyword costs as much as a view),
+    # and module globals stand in for keyword-only defaults (which would keep CPython from
+    # specialising the call). Anything unusual goes through _views3, which also produces the
+    # specific errors. docs/voter.md has the costs, piece by piece.
     try:
         va, vb, vc = _from_buffer(a), _from_buffer(b), _from_buffer(c)
         if out is None:

@@ -1,8 +1,9 @@
 /* flight native core: voting, compare and CRC-32C over raw bytes.
  *
  * Rules: no allocation, no global state, status codes only (the voters return a count >= 0 on
- * success, so that the Python face can skip reading the stats record when nothing was wrong). The Python face (flight/vote.py,
- * flight/crc.py) validates arguments and maps status codes to exceptions.
+ * success, so that the Python face can skip reading the stats record when nothing was wrong).
+ * The Python face (flight/vote.py, flight/crc.py) validates arguments and maps status codes to
+ * exceptions.
  */
 #ifndef FLIGHT_NATIVE_H
 #define FLIGHT_NATIVE_H
@@ -27,8 +28,8 @@ typedef struct {
  * word counts as one). out may be exactly one of the inputs, but must not partially overlap.
  * Returns a negative status, or the number of corrected words (stats->corrected): 0, the common
  * case, tells the caller that every count in stats is zero without reading it. */
-int64_t flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t n,
-                flight_vote_stats *stats);
+int64_t flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                    size_t n, flight_vote_stats *stats);
 
 /* Word-wise majority with word size w in {1,2,4,8}: a word equal in two replicas wins; a word
  * that differs in all three is counted in no_majority (out gets the bitwise majority, but the
@@ -36,7 +37,7 @@ int64_t flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_
  * Returns a negative status, or the number of words that were not unanimous (corrected plus
  * no_majority). */
 int64_t flight_vote_words(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
-                      size_t n, size_t w, flight_vote_stats *stats);
+                          size_t n, size_t w, flight_vote_stats *stats);
 
 /* Two-way compare for duplicate-with-compare: mismatching words of size w and the first one. */
 int flight_compare(const uint8_t *a, const uint8_t *b, size_t n, size_t w, uint64_t *mismatches,

@@ -148,8 +148,8 @@ static void vote_aliased(const uint8_t *a, const uint8_t *b, const uint8_t *c, u
         vote_word(load64(a + 8 * k), load64(b + 8 * k), load64(c + 8 * k), out + 8 * k, s);
 }
 
-int64_t flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t n,
-                flight_vote_stats *s)
+int64_t flight_vote(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                    size_t n, flight_vote_stats *s)
 {
     clear_stats(s);
     if (partial_overlap(out, a, n) || partial_overlap(out, b, n) || partial_overlap(out, c, n))
@@ -225,7 +225,7 @@ DEFINE_VOTE_WORDS(uint32_t, vote_words_32)
 DEFINE_VOTE_WORDS(uint64_t, vote_words_64)
 
 int64_t flight_vote_words(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
-                      size_t n, size_t w, flight_vote_stats *s)
+                          size_t n, size_t w, flight_vote_stats *s)
 {
     clear_stats(s);
     if (w != 1 && w != 2 && w != 4 && w != 8) return FLIGHT_EWORDSIZE;
