@@ -223,15 +223,15 @@ def test_corrupt_slot_is_rewritten_by_the_next_commit(tmp_path, versions):
     assert again.counter("n") == 11  # A had n=1
 
 
-json_like = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(),
-    lambda kids: (
-        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=4), kids, max_size=4)
-    ),
-    max_leaves=20,
-)
+# Anything msgpack can carry: JSON-like values, bytes, and maps keyed by text or bytes. (One
+# recursive strategy: nesting a recursive one in another's base made hypothesis warn.)
 hostile_value = st.recursive(
-    json_like | st.binary(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text()
+    | st.binary(max_size=8),
     lambda kids: (
         st.lists(kids, max_size=4)
         | st.dictionaries(st.text(max_size=12) | st.binary(max_size=4), kids, max_size=6)
