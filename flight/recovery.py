@@ -167,6 +167,7 @@ _REPLICAS = {"tmr": 3, "dwc": 2, "none": 1}
 _RUNNING = frozenset({PartitionState.STARTING, PartitionState.NOMINAL, PartitionState.DEGRADED})
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _FAILURE_CAUSES = (Reason.HANG, Reason.CRASH, Reason.EXIT, Reason.VOTE, Reason.START_FAILED)
+_UPSET_BUCKETS = 64  # memory-upset reports are summed in buckets of vote_period / 64
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -829,7 +830,17 @@ class RecoveryFSM:
             self._failure(p, Reason.VOTE, alive=True)
 
     def _on_memory_upsets(self, event: MemoryUpsets) -> None:
-        if event.count:
+        if not event.count:
+            return
+        # Reports are summed into buckets of 1/64 of the window, so the record stays small (it
+        # is saved in the CDS every major frame) however long a storm lasts and however long the
+        # window is; a bucket expires with its first report, up to 1/64 of the window early.
+        self._recent_upsets()  # drops the expired buckets
+        width = self.policy.vote_period / _UPSET_BUCKETS
+        if self._upsets and self._now - self._upsets[-1][0] < width:
+            start, count = self._upsets[-1]
+            self._upsets[-1] = (start, count + event.count)
+        else:
             self._upsets.append((self._now, event.count))
 
     def _on_enable(self, event: Enable) -> None:
@@ -1065,6 +1076,7 @@ class RecoveryFSM:
                     for k, v in p.votes.items()
                 },
             }
+        self._recent_upsets()  # drops expired upset reports before they are saved
         return {
             "version": SNAPSHOT_VERSION,
             "now": self._now,

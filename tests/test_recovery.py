@@ -446,6 +446,26 @@ def test_without_a_storm_the_same_alarms_restart_and_degrade():
         )
 
 
+def test_storm_evidence_stays_small_however_long_the_storm():
+    """Reports at 20 Hz for an hour: the record (saved in the CDS) keeps at most one bucket per
+    1/64 of the window, and the storm ends when the window holds fewer upsets than the
+    threshold (within a bucket's width)."""
+    fsm = boot(abc(vote_period=10.0, storm_upsets=100))
+    last = 0.0
+    for frame in range(20 * 3600):
+        last = frame / 20
+        fsm.handle(MemoryUpsets(1), last)
+        if frame >= 200 and frame % 997 == 0:
+            assert fsm.storm  # 200 upsets in every 10 s window
+    assert len(fsm.to_dict()["upsets"]) <= 65
+    fsm.handle(Tick(), last + 4.0)  # the last 6 s of reports (120 upsets) are in the window
+    assert fsm.storm
+    fsm.handle(Tick(), last + 6.0)  # the last 4 s (80)
+    assert not fsm.storm
+    fsm.handle(Tick(), last + 10.1)
+    assert fsm.to_dict()["upsets"] == []
+
+
 def test_storm_evidence_survives_a_supervisor_restart():
     policy = abc(vote_alarms=1, storm_upsets=5)
     fsm = boot(policy)
