@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from ._act import ACT_CLIP, ACT_LEAKY, ACT_NONE, ACT_RELU
+from .shape import _RANK, as_rank6
 
 OP_ADD = 0
 OP_SUB = 1
@@ -19,8 +20,6 @@ OP_MUL = 2
 OP_DIV = 3
 OP_MAX = 4
 OP_MIN = 5
-
-_RANK = 6
 
 
 @njit(cache=True)
@@ -146,11 +145,6 @@ def _binary_nd(a, b, out, op):
                             ro[i5] = _bin(op, ra[i5], rb[i5])
 
 
-def _as_rank6(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    v = np.broadcast_to(x, shape)
-    return v.reshape((1,) * (_RANK - v.ndim) + v.shape) if v.ndim < _RANK else v
-
-
 def binary(op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out = a (op) b with numpy broadcasting (op: OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN).
 
@@ -167,8 +161,8 @@ def binary(op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     else:
         if len(shape) > _RANK:
             raise ValueError(f"binary ops support rank <= {_RANK}, got {len(shape)}")
-        o6 = out.reshape((1,) * (_RANK - out.ndim) + shape)
-        _binary_nd(_as_rank6(a, shape), _as_rank6(b, shape), o6, op)
+        a6, b6 = as_rank6(np.broadcast_to(a, shape)), as_rank6(np.broadcast_to(b, shape))
+        _binary_nd(a6, b6, as_rank6(out), op)
 
 
 def sum_n(inputs: list[np.ndarray], out: np.ndarray) -> None:

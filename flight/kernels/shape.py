@@ -31,7 +31,8 @@ def copy_nd(src, dst):
                             rd[i5] = rs[i5]
 
 
-def _r6(x: np.ndarray) -> np.ndarray:
+def as_rank6(x: np.ndarray) -> np.ndarray:
+    """``x`` as a rank-6 view (leading unit axes), the one rank the strided kernels take."""
     if x.ndim > _RANK:
         raise ValueError(f"rank <= {_RANK} supported, got {x.ndim}")
     return x.reshape((1,) * (_RANK - x.ndim) + x.shape)
@@ -39,7 +40,7 @@ def _r6(x: np.ndarray) -> np.ndarray:
 
 def transpose(x: np.ndarray, out: np.ndarray, perm: tuple[int, ...] | None = None) -> None:
     """ONNX Transpose: out = x.transpose(perm) (default: reverse the axes)."""
-    copy_nd(_r6(x.transpose(perm)), _r6(out))
+    copy_nd(as_rank6(x.transpose(perm)), as_rank6(out))
 
 
 def concat(inputs: list[np.ndarray], out: np.ndarray, axis: int) -> None:
@@ -49,7 +50,7 @@ def concat(inputs: list[np.ndarray], out: np.ndarray, axis: int) -> None:
     for x in inputs:
         n = x.shape[axis]
         idx = tuple(slice(None) if d != axis else slice(off, off + n) for d in range(out.ndim))
-        copy_nd(_r6(x), _r6(out[idx]))
+        copy_nd(as_rank6(x), as_rank6(out[idx]))
         off += n
 
 
@@ -108,4 +109,4 @@ def pad(
     before = np.zeros(_RANK, np.int64)
     before[_RANK - r :] = pads[:r]
     code = {"constant": PAD_CONSTANT, "reflect": PAD_REFLECT, "edge": PAD_EDGE}[mode]
-    pad_nd(_r6(x), _r6(out), before, code, float(value))
+    pad_nd(as_rank6(x), as_rank6(out), before, code, float(value))
