@@ -12,32 +12,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 CC, QEMU = "aarch64-linux-gnu-gcc", "qemu-aarch64"
 
 
-def _build_and_run(tmp_path: Path, check: str, cpu: str) -> str:
-    """Cross-compile tests/native/<check>.c with the native core; its output under qemu."""
-    exe = tmp_path / check
-    native = ROOT / "native"
-    subprocess.run(
-        [
-            CC,
-            "-O3",
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            f"-I{native}",
-            str(ROOT / "tests" / "native" / f"{check}.c"),
-            str(native / "vote.c"),
-            str(native / "crc32c.c"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-        timeout=120,
-    )
+def _run_under_qemu(exe: Path, cpu: str) -> str:
+    """The output of an aarch64 executable under qemu (which must exit 0)."""
     proc = subprocess.run(
         [QEMU, "-cpu", cpu, "-L", "/usr/aarch64-linux-gnu", str(exe)],
         capture_output=True,
@@ -55,11 +34,13 @@ needs_cross = pytest.mark.skipif(
 
 @needs_cross
 @pytest.mark.parametrize("cpu", ["max", "cortex-a53"])
-def test_native_core_on_aarch64(tmp_path, cpu):
-    assert "hw_kind=2 failures=0" in _build_and_run(tmp_path, "portable_check", cpu)
+def test_native_core_on_aarch64(build_native_check, cpu):
+    exe = build_native_check(CC, "portable_check")
+    assert "hw_kind=2 failures=0" in _run_under_qemu(exe, cpu)
 
 
 @needs_cross
-def test_vote_paths_on_aarch64(tmp_path):
+def test_vote_paths_on_aarch64(build_native_check):
     """The differential vote check of tests/test_native_paths.py, on the aarch64 (NEON) code."""
-    assert "failures=0" in _build_and_run(tmp_path, "vote_paths_check", "cortex-a53")
+    exe = build_native_check(CC, "vote_paths_check")
+    assert "failures=0" in _run_under_qemu(exe, "cortex-a53")

@@ -11,12 +11,8 @@ import platform
 import shutil
 import subprocess
 import sysconfig
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-NATIVE = ROOT / "native"
 
 
 def _compiler() -> str:
@@ -30,27 +26,9 @@ VARIANTS = ["default"] + (["no-avx2"] if platform.machine() in ("x86_64", "AMD64
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_vote_paths_match_the_reference(tmp_path, variant):
-    exe = tmp_path / "vote_paths_check"
+def test_vote_paths_match_the_reference(build_native_check, variant):
     defines = ["-DFLIGHT_NO_AVX2"] if variant == "no-avx2" else []
-    subprocess.run(
-        [
-            _compiler(),
-            "-O3",
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            *defines,
-            f"-I{NATIVE}",
-            str(ROOT / "tests" / "native" / "vote_paths_check.c"),
-            str(NATIVE / "vote.c"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-        timeout=120,
-    )
+    exe = build_native_check(_compiler(), "vote_paths_check", *defines)
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "failures=0" in proc.stdout and "cases=0" not in proc.stdout
