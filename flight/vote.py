@@ -118,6 +118,11 @@ def _out_view(out: Any) -> Any:
         raise _buffer_error(out, "out", exc) from exc
 
 
+def _new_out(a: Any, n: int) -> Any:
+    """The output buffer of a vote without ``out``: an array like ``a``, else n bytes."""
+    return np.empty_like(a) if isinstance(a, np.ndarray) else bytearray(n)
+
+
 def _views3(a: Any, b: Any, c: Any, out: Any) -> tuple[Any, Any, Any, Any, Any]:
     """cffi views of the three replicas and of out (created like a when None)."""
     try:
@@ -132,7 +137,7 @@ def _views3(a: Any, b: Any, c: Any, out: Any) -> tuple[Any, Any, Any, Any, Any]:
     if len(vb) != n or len(vc) != n:
         raise errors.SizeMismatchError(f"replicas differ in size: {n}, {len(vb)}, {len(vc)} bytes")
     if out is None:
-        out = np.empty_like(a) if isinstance(a, np.ndarray) else bytearray(n)
+        out = _new_out(a, n)
     vo = _out_view(out)
     if len(vo) != n:
         raise errors.SizeMismatchError(f"out has {len(vo)} bytes, replicas have {n}")
@@ -160,7 +165,7 @@ def vote(a: Any, b: Any, c: Any, out: Any = None) -> VoteResult:
     try:
         va, vb, vc = _from_buffer(a), _from_buffer(b), _from_buffer(c)
         if out is None:
-            out = np.empty_like(a) if isinstance(a, np.ndarray) else bytearray(len(va))
+            out = _new_out(a, len(va))
         vo = _from_buffer(_BYTES, out, True)
         n = len(va)
         if len(vb) != n or len(vc) != n or len(vo) != n:
