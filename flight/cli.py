@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from flight import __version__
+from flight.modes import MODES
 
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
@@ -92,10 +93,10 @@ def _cmd_model_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from flight.model import io
+    from flight.modes import REPLICAS
     from flight.redundancy import RedundantRunner
 
-    copies = {"none": 1, "dwc": 2, "tmr": 3}[args.redundancy]
-    model = io.load(args.model, copies=copies)
+    model = io.load(args.model, copies=REPLICAS[args.redundancy])
     runner = RedundantRunner(model, args.redundancy)
     x = np.load(args.input)
     in_shape = model.shapes[model.input_names[0]]
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("model")
     run.add_argument("--input", required=True, help=".npy: one input, or a batch of samples")
     run.add_argument("--output", required=True, help=".npy to write")
-    run.add_argument("--redundancy", choices=["none", "dwc", "tmr"], default="tmr")
+    run.add_argument("--redundancy", choices=MODES, default="tmr")
     run.set_defaults(func=_cmd_model_run)
 
     cache = sub.add_parser("cache", help="numba kernel cache for read-only images")

@@ -123,6 +123,7 @@ from pathlib import Path
 from typing import Any
 
 from flight import errors
+from flight.modes import MODES, REPLICAS
 
 __all__ = [
     "DEFAULT_MISSION",
@@ -141,8 +142,6 @@ __all__ = [
 DEFAULT_MISSION = "default_mission.toml"
 
 JOBS = ("model",)
-REDUNDANCY = ("none", "dwc", "tmr")
-REPLICAS = {"none": 1, "dwc": 2, "tmr": 3}
 PLACEMENTS = ("time", "space")
 RESTART_TYPES = ("permanent", "transient", "temporary")
 ESCALATION_STEPS = ("degrade", "disable", "safe_mode", "reset")  # in order of severity
@@ -580,7 +579,7 @@ class _Parser:
         if deadline > period_ms:
             raise t.error(f"deadline_ms {_fmt(deadline)} exceeds its period ({period_ms} ms)")
 
-        redundancy = t.choice("redundancy", REDUNDANCY, "tmr")
+        redundancy = t.choice("redundancy", MODES, "tmr")
         placement = t.choice("placement", PLACEMENTS, "time")
         replicas = REPLICAS[redundancy]
         copies = t.integer("weight_copies", 1, MAX_COPIES, replicas)

@@ -36,6 +36,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, ClassVar
 
 from flight import errors, events
+from flight.modes import MODES, REPLICAS
 
 __all__ = [
     "MODES",
@@ -160,10 +161,6 @@ class Reason(StrEnum):
     RESUMED = "resumed"  #: started again when safe mode was left
 
 
-#: Redundancy modes, most redundant first (the names of :mod:`flight.redundancy`; "none" is
-#: simplex).
-MODES: tuple[str, ...] = ("tmr", "dwc", "none")
-_REPLICAS = {"tmr": 3, "dwc": 2, "none": 1}
 _RUNNING = frozenset({PartitionState.STARTING, PartitionState.NOMINAL, PartitionState.DEGRADED})
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _FAILURE_CAUSES = (Reason.HANG, Reason.CRASH, Reason.EXIT, Reason.VOTE, Reason.START_FAILED)
@@ -793,7 +790,7 @@ class RecoveryFSM:
     def _on_vote(self, event: VoteAlarm) -> None:
         p = self._parts[event.name]
         replica = event.replica
-        if p.state not in _RUNNING or p.mode == "none" or (replica or 0) >= _REPLICAS[p.mode]:
+        if p.state not in _RUNNING or p.mode == "none" or (replica or 0) >= REPLICAS[p.mode]:
             self._ignore(p, event)  # e.g. a late alarm from a replica dropped by degradation
             return
         p.vote_alarms += 1
@@ -1038,7 +1035,7 @@ class RecoveryFSM:
             ) from None
 
     def _check_replica(self, event: VoteAlarm) -> None:
-        replicas = _REPLICAS[self._parts[event.name].policy.redundancy]
+        replicas = REPLICAS[self._parts[event.name].policy.redundancy]
         if replicas == 1:
             raise RecoveryError(f"vote alarm for simplex partition {event.name!r}: no voter")
         r = event.replica

@@ -17,12 +17,12 @@ import numpy as np
 
 from flight import errors
 from flight.model.executor import Model
+from flight.modes import MODES, REPLICAS
 from flight.vote import PreparedVote, compare, prepare
 
 __all__ = ["MODES", "RedundantResult", "RedundantRunner", "VotePoints", "decide"]
 
 Mode = Literal["none", "dwc", "tmr"]
-MODES: tuple[str, ...] = ("none", "dwc", "tmr")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class RedundantRunner:
     def __init__(self, model: Model, mode: Mode = "tmr") -> None:
         if mode not in MODES:
             raise errors.ConfigError(f"redundancy must be one of {MODES}, not {mode!r}")
-        needed = {"none": 1, "dwc": 2, "tmr": 3}[mode]
+        needed = REPLICAS[mode]
         if model.copies < needed:
             raise errors.ConfigError(
                 f"{mode} needs {needed} weight copies; the model was loaded with {model.copies}"

@@ -40,15 +40,13 @@ from typing import Any
 import numpy as np
 
 from flight import errors, events
+from flight.modes import REPLICAS
 from flight.partition import PartitionProcess, WorkerDied
 from flight.redundancy import decide
 from flight.shm import shared_bytes, shared_zeros
 from flight.vote import prepare
 
 __all__ = ["FrameReport", "PartitionRuntime", "Supervisor"]
-
-REDUNDANCY_LADDER = ("tmr", "dwc", "none")
-REPLICAS_FOR = {"tmr": 3, "dwc": 2, "none": 1}
 
 
 @dataclass
@@ -103,7 +101,7 @@ class PartitionRuntime:
         self.stats = PartitionStats()
 
     def active_replicas(self) -> list[int]:
-        return list(range(REPLICAS_FOR[self.mode]))
+        return list(range(REPLICAS[self.mode]))
 
     def build_workers(self, close_in_child: Callable[[], list[int]]) -> None:
         """Time placement: one worker computes the active replicas in turn; space placement:
