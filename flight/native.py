@@ -7,13 +7,43 @@ a wheel for another CPU, a stripped image), importing any module that needs it f
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from flight import errors
+
+
+def _source_tree_message(package: Path, exc: ImportError) -> str | None:
+    """The explanation when ``flight`` is imported from an unbuilt source checkout, else None.
+
+    The newcomer trap: after ``pip install .``, Python started at the repository root imports
+    the source tree's ``flight/`` (the current directory comes first on ``sys.path``), which has
+    no built extension, and the installed copy is never reached. Reinstalling would not help.
+    """
+    root = package.parent
+    if not ((root / "setup.py").is_file() and (root / "native").is_dir()):
+        return None
+    installed = [
+        candidate
+        for candidate in (Path(entry or ".").resolve() / "flight" for entry in sys.path)
+        if candidate != package and (candidate / "__init__.py").is_file()
+    ]
+    elsewhere = f"; an installed flight is at {installed[0]}" if installed else ""
+    return (
+        f"you are importing flight from its source tree at {package}, where the native "
+        f"extension flight._native is not built ({exc}){elsewhere}. Leave the source directory "
+        "(cd elsewhere) to use the installed flight, or build the extension in place with "
+        "`pip install -e .`."
+    )
+
 
 try:
     from flight._native import ffi, lib
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+except ImportError as exc:  # pragma: no cover - exercised by subprocess tests
+    _package = Path(__file__).resolve().parent
     raise errors.NativeBuildError(
-        "flight's C extension flight._native is missing or failed to load "
+        _source_tree_message(_package, exc)
+        or "flight's C extension flight._native is missing or failed to load "
         f"({exc}). Reinstall flight on this machine with a C compiler available "
         "(`pip install .`), or install a wheel built for this CPU and Python."
     ) from exc
