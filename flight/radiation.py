@@ -1,12 +1,14 @@
 """Simulated radiation: orbit environments, Poisson upset arrivals, acceleration.
 
 An :class:`Environment` is an upset rate per bit per day (and the share of upsets that hit
-several adjacent bits). A :class:`RadiationSimulator` turns simulated time into upsets in a
-set of named :class:`Target` buffers (weight copies, CRC tables, activation arenas): upsets
-arrive as a Poisson process, land on a target with probability proportional to its size and
-on a uniform bit within it, and are injected through :mod:`flight.inject`, the same code the
-HIL harness uses. Real rates are tiny (a 300 KB weight image in LEO sees one upset every few
-hours at most), so ``accelerate`` multiplies the rate to exercise the protections in seconds.
+several adjacent bits); the profiles live in :mod:`flight.environments` (no numpy, so the CLI
+lists them cheaply) and are re-exported here. A :class:`RadiationSimulator` turns simulated
+time into upsets in a set of named :class:`Target` buffers (weight copies, CRC tables,
+activation arenas): upsets arrive as a Poisson process, land on a target with probability
+proportional to its size and on a uniform bit within it, and are injected through
+:mod:`flight.inject`, the same code the HIL harness uses. Real rates are tiny (a 300 KB weight
+image in LEO sees one upset every few hours at most), so ``accelerate`` multiplies the rate to
+exercise the protections in seconds.
 
 Which numbers are measured and which are illustrative assumptions is said in each profile's
 ``source`` and in docs/radiation.md. Everything random comes from one seeded
@@ -24,6 +26,17 @@ from typing import Any
 import numpy as np
 
 from flight import errors
+from flight.environments import (
+    ENVIRONMENTS,
+    FLARE,
+    GEO,
+    LEO,
+    SAA,
+    SAA_FACTOR,
+    SECONDS_PER_DAY,
+    Environment,
+    get_environment,
+)
 from flight.inject import Injection, MultiBitUpset, SingleBitUpset, apply, as_bytes, plan
 
 __all__ = [
@@ -48,99 +61,10 @@ __all__ = [
     "upsets_per_second",
 ]
 
-SECONDS_PER_DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class Environment:
-    """An orbit (or event) profile: how often one bit of commercial SRAM is upset.
-
-    ``rate_per_bit_day`` is upsets per bit per day; ``multi_bit_fraction`` is the share of
-    upsets that are multi-bit (adjacent clusters); ``source`` says whether the numbers are
-    measured (and where) or an illustrative assumption.
-    """
-
-    name: str
-    rate_per_bit_day: float
-    multi_bit_fraction: float
-    description: str
-    source: str
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.rate_per_bit_day) or self.rate_per_bit_day < 0:
-            raise errors.ConfigError(f"environment {self.name!r}: rate must be finite and >= 0")
-        if not 0.0 <= self.multi_bit_fraction <= 1.0:
-            raise errors.ConfigError(
-                f"environment {self.name!r}: multi_bit_fraction must be in [0, 1]"
-            )
-
-    @property
-    def rate_per_bit_second(self) -> float:
-        return self.rate_per_bit_day / SECONDS_PER_DAY
-
-
-#: Measured: commercial SRAM in the OBC of Alsat-1 (686 km sun-synchronous LEO), 8 years.
-LEO = Environment(
-    "leo",
-    4.04e-7,
-    0.014,
-    "Low Earth orbit, orbit average (South Atlantic Anomaly passes included), commercial SRAM.",
-    "Measured: Alsat-1 OBC386 commercial SRAM, 8 years in a 686 km sun-synchronous orbit: "
-    "4.04e-7 SEU/bit/day, 98.6% single-bit (Y. Bentoutou, 'A Review of in-orbit Observations "
-    "of Radiation-Induced Effects in Commercial Memories onboard Alsat-1').",
-)
-
-#: Rate during a South Atlantic Anomaly pass, relative to the LEO orbit average.
-SAA_FACTOR = 30.0
-
-SAA = Environment(
-    "saa",
-    SAA_FACTOR * LEO.rate_per_bit_day,
-    LEO.multi_bit_fraction,
-    "During a South Atlantic Anomaly pass of a LEO orbit (trapped protons).",
-    f"Illustrative assumption: {SAA_FACTOR:g}x the Alsat-1 orbit average, i.e. ~90% of LEO "
-    "upsets falling in the ~3% of orbit time spent in the anomaly's core. That upsets "
-    "concentrate there is observed (UoSAT-2, Alsat-1); the factor is not a measurement.",
-)
-
-GEO = Environment(
-    "geo",
-    1.0e-6,
-    0.05,
-    "Geostationary orbit, quiet sun (galactic cosmic rays only, no trapped protons).",
-    "Illustrative assumption: same order as LEO for commercial SRAM (heavy ions no longer "
-    "screened by the magnetosphere, but no trapped protons); heavy ions make MBUs more "
-    "frequent (5% assumed). Use a CREME96 prediction for the real part.",
-)
-
-FLARE = Environment(
-    "flare",
-    1.0e-4,
-    0.05,
-    "Peak of a large solar particle event (solar flare / CME protons and ions), outside LEO.",
-    "Illustrative assumption: 100x quiet GEO. In-orbit SEU rates rise by orders of magnitude "
-    "during large solar proton events (Alsat-1 saw its rate spikes track GOES high-energy "
-    "protons); the peak depends on the event, the shielding and the part.",
-)
-
-#: The profiles ``flight run --environment`` accepts.
-ENVIRONMENTS: dict[str, Environment] = {e.name: e for e in (LEO, SAA, GEO, FLARE)}
 
 #: Multi-bit upset cluster sizes and their probabilities. Illustrative: 2-bit clusters get
 #: ~87% (Alsat-1's 1.22% double errors out of its 1.4% non-single upsets); 3 and 4 share the rest.
 MBU_CLUSTER_SIZES: tuple[tuple[int, float], ...] = ((2, 0.87), (3, 0.08), (4, 0.05))
-
-
-def get_environment(name: str | Environment) -> Environment:
-    """The profile called ``name`` (what ``--environment`` names), or ``name`` itself."""
-    if isinstance(name, Environment):
-        return name
-    try:
-        return ENVIRONMENTS[name.lower()]
-    except (KeyError, AttributeError):
-        raise errors.ConfigError(
-            f"unknown radiation environment {name!r}; known: {', '.join(ENVIRONMENTS)}"
-        ) from None
 
 
 # --- arithmetic for docs, CLIs and statistics ---------------------------------------------------
