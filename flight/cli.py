@@ -1,18 +1,51 @@
 """The ``flight`` command line.
 
 Subcommands import what they need when they run, so ``flight --help`` stays fast on a board.
+
+Exit codes (docs/operations.md, "Exit codes"): 0 success; 1 an internal error (a bug: its
+traceback is kept) or a failed selftest; 2 a command-line usage error (argparse); 3 ``model
+run`` withheld some outputs; 65 (``EX_DATAERR``) a model file that fails its checks in ``model
+info``, or an input that does not fit the model in ``model run``; 70, 71, 72 the supervisor's
+processor-reset requests (:class:`flight.recovery.ExitCode`); 74 (``EX_IOERR``) an I/O error;
+75 (``EX_TEMPFAIL``) the state directory is in use by another supervisor; 78 (``EX_CONFIG``)
+invalid input: the mission, a model, dataset or file it names, an ONNX file, the installation
+(native extension, crcmod) or the numba cache location; 124 the software watchdog expired.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
 from flight import __version__
+from flight.environments import ENVIRONMENTS
 from flight.modes import MODES
+
+#: The flight errors that are not bugs, by module and class name, with their exit status. The
+#: input errors (the mission, a file it names, an argument, the installation: running again
+#: unchanged fails the same way) exit ``os.EX_CONFIG`` (78, ``recovery.ExitCode.CONFIG``, which
+#: systemd does not restart); a state directory held by a live supervisor exits
+#: ``os.EX_TEMPFAIL`` (75: it frees when that one stops). Every other flight error is a broken
+#: invariant (a bug) and keeps its traceback. By name, so that building the parser imports none
+#: of these modules: an exception can only be an instance of a class whose module is imported.
+ERROR_EXIT_CODES: tuple[tuple[str, str, int], ...] = (
+    ("flight.errors", "ConfigError", os.EX_CONFIG),
+    ("flight.errors", "NativeBuildError", os.EX_CONFIG),
+    ("flight.errors", "CrcExtensionMissingError", os.EX_CONFIG),
+    ("flight.jitcache", "JitCacheError", os.EX_CONFIG),
+    ("flight.model.format", "ModelFormatError", os.EX_CONFIG),
+    ("flight.model.shapes", "ShapeError", os.EX_CONFIG),
+    ("flight.model.executor", "ModelError", os.EX_CONFIG),
+    ("flight.model.onnx_import", "ConversionError", os.EX_CONFIG),
+    ("flight.cds", "CdsBusyError", os.EX_TEMPFAIL),
+)
+
+#: A file named on the command line or in the mission is missing or not accessible: input too.
+_PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
@@ -69,7 +102,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     except flm.ModelFormatError as exc:
         result = {"file": args.model, "crc": "FAILED", "error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(result) if args.json else f"{args.model}: {result['error']}")
-        return 1
+        return os.EX_DATAERR
     summary = {
         "file": args.model,
         "crc": f"ok (file and {len(model_file.tensors)} tensors)",
@@ -85,7 +118,9 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str, indent=2))
         return 0
-    _print_mapping(summary)
+    from flight.cli_render import render_summary
+
+    print(render_summary(summary, title=f"model {args.model}"))
     return 0
 
 
@@ -98,7 +133,11 @@ def _cmd_model_run(args: argparse.Namespace) -> int:
 
     model = io.load(args.model, copies=REPLICAS[args.redundancy])
     runner = RedundantRunner(model, args.redundancy)
-    x = np.load(args.input)
+    try:
+        x = np.load(args.input)
+    except (ValueError, EOFError) as exc:  # not a .npy (or a pickle, which is refused)
+        print(f"flight: {args.input}: not a readable .npy array ({exc})", file=sys.stderr)
+        return os.EX_DATAERR
     in_shape = model.shapes[model.input_names[0]]
     if tuple(x.shape) == tuple(in_shape):
         samples = [x]
@@ -106,7 +145,7 @@ def _cmd_model_run(args: argparse.Namespace) -> int:
         samples = [x[i : i + 1] for i in range(x.shape[0])]
     else:
         print(f"input shape {x.shape} does not fit the model's {tuple(in_shape)}", file=sys.stderr)
-        return 2
+        return os.EX_DATAERR
     outputs, withheld, corrected = [], 0, 0
     for sample in samples:
         result = runner.run(sample.astype(np.float32, copy=False))
@@ -133,14 +172,19 @@ def _cmd_model_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_build(args: argparse.Namespace) -> int:
-    import os
     import time
 
     os.environ["NUMBA_CACHE_DIR"] = os.path.abspath(args.directory)
     from flight.model.warmup import warm_up
 
     started = time.perf_counter()
-    models = warm_up()
+    print(f"flight cache build: compiling every kernel into {args.directory}", flush=True)
+
+    def progress(model: str, replica: int, replicas: int) -> None:
+        elapsed = time.perf_counter() - started
+        print(f"  {model}: replica {replica}/{replicas} compiled ({elapsed:.1f} s)", flush=True)
+
+    models = warm_up(progress=progress)
     files = [p for p in Path(args.directory).rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     print(
@@ -224,21 +268,11 @@ def _progress_printer(frames: int | None, duration: float | None):
     return show
 
 
-def _print_mapping(mapping: dict, indent: str = "") -> None:
-    """key: value lines, one level of nested mappings indented."""
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            print(f"{indent}{key}:")
-            for k, v in value.items():
-                print(f"{indent}  {k}: {v}")
-        else:
-            print(f"{indent}{key}: {value}")
-
-
 def _print_summary(summary: dict) -> None:
+    from flight.cli_render import render_summary
+
     print()
-    print("flight run: summary")
-    _print_mapping(summary, "  ")
+    print(render_summary(summary))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--environment",
-        choices=["leo", "saa", "geo", "flare"],
+        choices=list(ENVIRONMENTS),
         help="simulated radiation (test mode): upsets in weights and activations",
     )
     run.add_argument(
@@ -334,6 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit status of a flight error that is not a bug (:data:`ERROR_EXIT_CODES`), or None."""
+    for module_name, class_name, code in ERROR_EXIT_CODES:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(exc, getattr(module, class_name)):
+            return code
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from flight import errors
 
@@ -345,17 +388,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except errors.FlightError as exc:
-        # Configuration and input errors get one clear line, not a traceback.
+        code = exit_code_for(exc)
+        if code is None:
+            raise  # a broken invariant (a bug): keep the traceback, exit status 1
         print(f"flight: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return code
     except BrokenPipeError:  # e.g. `flight ... | head`: the reader left, nothing to report
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as exc:
+    except _PATH_ERRORS as exc:
         print(f"flight: {exc}", file=sys.stderr)
-        return 2
+        return os.EX_CONFIG
+    except OSError as exc:  # e.g. a full or failing disk: may pass, so the init system retries
+        print(f"flight: {exc}", file=sys.stderr)
+        return os.EX_IOERR
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ def test_a_second_flight_run_on_a_live_state_directory_is_refused(tmp_path):
         proc = _flight("run", "--frames", "5", "--fast", "--state-dir", str(tmp_path))
     finally:
         live.release()
-    assert proc.returncode == 2 and "CdsBusyError" in proc.stderr, proc.stderr
+    assert proc.returncode == 75 and "CdsBusyError" in proc.stderr, proc.stderr  # EX_TEMPFAIL
     assert proc.stderr.count("\n") == 1  # one clear line, no traceback
     assert CriticalDataStore(tmp_path).record.boot_count == 0  # it wrote nothing
 

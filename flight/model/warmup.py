@@ -7,6 +7,7 @@ exercises each signature once, so ``flight cache build DIR`` leaves a complete c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
@@ -16,8 +17,13 @@ from flight.model import io
 MODELS = ("warmup.flm", "digits_cnn.flm")
 
 
-def warm_up() -> list[str]:
-    """Run each shipped model once on each of three replicas; returns the models run."""
+#: Called after each replica of each model has run: (model file name, replicas done, replicas).
+#: Compiling every kernel takes tens of seconds; this lets ``flight cache build`` show progress.
+Progress = Callable[[str, int, int], None]
+
+
+def warm_up(progress: Progress | None = None) -> list[str]:
+    """Run each shipped model once on each of its replicas; returns the models run."""
     done = []
     for name in MODELS:
         resource = resources.files("flight") / "data" / name
@@ -28,5 +34,7 @@ def warm_up() -> list[str]:
         x = np.ones(shape, np.float32)
         for i in range(model.copies):
             model.replica(i).run(x)
+            if progress is not None:
+                progress(name, i + 1, model.copies)
         done.append(name)
     return done

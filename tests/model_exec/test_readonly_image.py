@@ -105,7 +105,7 @@ def test_no_writable_cache_location_is_one_clear_error(tmp_path):
         "'--output', '/nonexistent-out.npy']))"
     )
     proc = _in_readonly_namespace(script, {}, extra_mounts=readonly)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 78, proc.stdout + proc.stderr  # EX_CONFIG
     assert "Traceback" not in proc.stderr
     assert "JitCacheError" in proc.stderr and "NUMBA_CACHE_DIR" in proc.stderr
 
