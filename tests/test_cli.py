@@ -41,3 +41,36 @@ def test_selftest_fails_when_a_check_fails(monkeypatch):
 def test_help(args):
     proc = _flight(*args)
     assert "selftest" in proc.stdout
+
+
+def _choices(parser, *path: str) -> list[str]:
+    """The choices of option ``path[-1]`` of the subcommand ``path[:-1]``."""
+    *commands, option = path
+    for command in commands:
+        sub = next(a for a in parser._actions if a.dest.endswith("command"))
+        parser = sub.choices[command]
+    return next(a for a in parser._actions if option in a.option_strings).choices
+
+
+def test_choices_come_from_the_source_tables(monkeypatch):
+    """Not a copy of the lists: a profile added to the table is a choice at once."""
+    from flight import cli, environments, modes, radiation
+
+    monkeypatch.setitem(environments.ENVIRONMENTS, "jovian", environments.FLARE)
+    parser = cli.build_parser()
+    assert "jovian" in _choices(parser, "run", "--environment")
+    assert list(_choices(parser, "run", "--environment")) == list(radiation.ENVIRONMENTS)
+    assert list(_choices(parser, "model", "run", "--redundancy")) == list(modes.MODES)
+
+
+def test_building_the_parser_imports_no_numpy():
+    """`flight --help` on a board must not pay for numpy (or numba) to list the choices."""
+    script = (
+        "import sys; from flight import cli; cli.build_parser(); "
+        "print(sorted(m for m in ('numpy', 'numba', 'flight.radiation') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
