@@ -20,6 +20,7 @@ import pytest
 
 import flight
 from flight.recovery import ExitCode
+from flight.watchdog import EXIT_SOFTWARE_WATCHDOG
 
 DATA = Path(flight.__file__).resolve().parent / "data"
 DEFAULT_MISSION = (DATA / "default_mission.toml").read_text()
@@ -241,3 +242,48 @@ def test_a_ladder_reaching_reset_exits_70(tmp_path):
     lines = [line.split() for line in out.splitlines()]
     assert ["exit_code", "70", "(ESCALATION)"] in lines
     assert ["system_state", "reset"] in lines
+
+
+def _run_patched(patch: str, *args: str) -> subprocess.CompletedProcess:
+    """``flight run`` through the real entry point, in a process where ``patch`` ran first."""
+    script = f"import sys\nfrom flight import cli\n{patch}\nsys.exit(cli.main({list(args)!r}))\n"
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT, cwd="/"
+    )
+
+
+def test_a_hung_supervisor_is_ended_by_its_software_watchdog_with_124(tmp_path):
+    """The supervisor's main loop hangs after a few frames (its progress callback spins, in the
+    main thread, with the GIL released now and then as any Python loop does); the default
+    mission's software watchdog (2 s) ends the process with 124, which is not a restart
+    request (70-72) and not a configuration error (78)."""
+    patch = textwrap.dedent(
+        """
+        def printer(frames, duration):
+            def spin_after_three(report, supervisor):
+                if supervisor.summary(brief=True)["frames"] >= 3:
+                    while True:
+                        pass
+            return spin_after_three
+        cli._progress_printer = printer
+        """
+    )
+    proc = _run_patched(patch, "run", "--forever", "--fast", "--state-dir", str(tmp_path))
+    assert proc.returncode == EXIT_SOFTWARE_WATCHDOG == 124, proc.stderr
+    assert "software watchdog expired" in proc.stderr
+
+
+def test_a_missing_native_extension_is_one_line_and_78(tmp_path):
+    """A broken installation cannot be fixed by a restart: 78, the reason on one line."""
+    patch = textwrap.dedent(
+        """
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "flight._native":
+                    raise ImportError("simulated: extension not built")
+        sys.meta_path.insert(0, Block())
+        """
+    )
+    proc = _run_patched(patch, "run", "--frames", "3", "--fast", "--state-dir", str(tmp_path))
+    assert proc.returncode == 78, proc.stderr
+    _one_line_error(proc, "NativeBuildError")
