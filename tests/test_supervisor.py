@@ -384,12 +384,14 @@ def test_recovery_state_survives_a_supervisor_restart(tmp_path):
     degraded = first.fsm.mode("classifier")
     assert degraded in ("dwc", "none")
     again = Supervisor(mission, realtime=False)
+    again.load()
     assert again.restored and again.partitions[0].mode == degraded
     summary = again.run(frames=10)
     assert summary["recovery_state_restored"] is True
     assert summary["partitions"]["classifier"]["mode"] == degraded
     assert summary["delivered"] == 10  # runs on, with the redundancy it was left with
     fresh = Supervisor(mission, realtime=False, fresh_recovery=True)
+    fresh.load()
     assert not fresh.restored and fresh.partitions[0].mode == "tmr"
     fresh.shutdown()
 
@@ -449,6 +451,7 @@ def test_saved_recovery_state_is_discarded_when_the_policy_changes(tmp_path):
     Supervisor(_mission(tmp_path), realtime=False).run(frames=12, progress=storm)
     changed = _mission(tmp_path, escalation='["disable"]')  # an operator changed the ladder
     again = Supervisor(changed, realtime=False)
+    again.load()
     assert not again.restored and again.partitions[0].mode == "tmr"
     assert again.log.count(events_module.RECOVERY_STATE_DISCARDED) == 1
     again.shutdown()
@@ -499,5 +502,6 @@ def test_a_dataset_that_does_not_fit_the_model_is_a_config_error(tmp_path):
     path.write_text(
         path.read_text().replace('dataset = "digits_test.npz"', 'dataset = "wrong.npz"')
     )
+    supervisor = Supervisor(load_mission(path), realtime=False)
     with pytest.raises(errors.ConfigError, match="do not fit the model input"):
-        Supervisor(load_mission(path), realtime=False)
+        supervisor.run(frames=1)
