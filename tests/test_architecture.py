@@ -21,6 +21,7 @@ place a new module.
 from __future__ import annotations
 
 import ast
+import itertools
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -384,15 +385,43 @@ def cycles(graph: dict[str, dict[str, list[Import]]]) -> list[list[str]]:
     return found
 
 
+def shortest_cycle(graph: dict[str, dict[str, list[Import]]], component: list[str]) -> list[str]:
+    """The shortest loop inside a strongly connected component, as [a, b, ..., a]."""
+    members = set(component)
+    best: list[str] = []
+    for start in component:
+        parents: dict[str, str] = {}
+        frontier = [start]
+        while frontier and start not in parents:
+            following = []
+            for node in frontier:
+                for succ in sorted(graph[node]):
+                    if succ in members and succ not in parents:
+                        parents[succ] = node
+                        following.append(succ)
+            frontier = following
+        if start in parents:
+            path = [start]
+            while len(path) == 1 or path[-1] != start:
+                path.append(parents[path[-1]])
+            path.reverse()
+            if not best or len(path) < len(best):
+                best = path
+    return best
+
+
 def describe_cycles(graph: dict[str, dict[str, list[Import]]]) -> str:
     lines = []
     for component in cycles(graph):
-        lines.append("cycle among " + ", ".join(component) + ":")
-        members = set(component)
-        for importer in component:
-            for target, imps in sorted(graph[importer].items()):
-                if target in members:
-                    lines.extend("    " + imp.describe() for imp in imps)
+        loop = shortest_cycle(graph, component)
+        lines.append(f"{' -> '.join(loop)} ({len(component)} modules tangled: {component}):")
+        for importer, target in itertools.pairwise(loop):
+            lines.extend("    " + imp.describe() for imp in graph[importer][target])
+    if lines:
+        lines.append(
+            "break each loop: move what both sides need into a lower module, or pass it in "
+            "from above (a callable, an object)"
+        )
     return "\n".join(lines)
 
 
@@ -465,6 +494,9 @@ def test_cycle_finder_finds_a_cycle_and_a_self_import():
     graph = {"a": {"b": [imp]}, "b": {"c": [imp]}, "c": {"a": [imp]}, "d": {"d": [imp]}}
     assert cycles(graph) == [["a", "b", "c"], ["d"]]
     assert cycles({"a": {"b": [imp]}, "b": {}}) == []
+    graph["a"]["c"] = [imp]
+    assert shortest_cycle(graph, ["a", "b", "c"]) == ["a", "c", "a"]
+    assert shortest_cycle(graph, ["d"]) == ["d", "d"]
 
 
 # --------------------------------------------------------------------------------------------
