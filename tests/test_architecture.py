@@ -73,13 +73,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("supervisor parts", ("flight.health", "flight.telemetry", "flight.testmode", "flight.jobs")),
     ("supervisor", ("flight.supervisor",)),
     # The command line and its rendering (``flight.cli.*`` also covers a cli package).
-    ("cli", ("flight.cli.*", "flight.render")),
+    ("cli", ("flight.cli.*", "flight.cli_render", "flight.render")),
 )
 
 # Upward edges the code has today that the design does not want: (importer, imported) -> why it
 # is tolerated and what removes it. Empty: the code on main layers cleanly. An entry that no
 # longer matches a real import fails the test, so a fixed edge gets its entry removed.
 KNOWN_UPWARD_IMPORTS: dict[tuple[str, str], str] = {}
+
+# Loops closed only by function-level imports that are tolerated for now: the set of modules in
+# the loop -> why, and what removes it. Empty: main has none. Module-level loops are never allowed.
+KNOWN_FUNCTION_LEVEL_CYCLES: dict[frozenset[str], str] = {}
 
 # Third-party packages flight/ may import at module level (the flown image's dependencies).
 FLOWN_PACKAGES = frozenset({"numpy", "numba", "llvmlite", "cffi", "crcmod", "msgpack"})
@@ -410,9 +414,13 @@ def shortest_cycle(graph: dict[str, dict[str, list[Import]]], component: list[st
     return best
 
 
-def describe_cycles(graph: dict[str, dict[str, list[Import]]]) -> str:
+def describe_cycles(
+    graph: dict[str, dict[str, list[Import]]], skip: Iterable[frozenset[str]] = ()
+) -> str:
     lines = []
     for component in cycles(graph):
+        if frozenset(component) in set(skip):
+            continue
         loop = shortest_cycle(graph, component)
         lines.append(f"{' -> '.join(loop)} ({len(component)} modules tangled: {component}):")
         for importer, target in itertools.pairwise(loop):
@@ -544,10 +552,16 @@ def test_no_import_cycles_through_function_level_imports():
     """A lazy import that closes a loop is still a loop in the design: it only moves the failure
     from import time to the first call, and it means two modules share one concern. Forbidden
     like the module-level ones (none exist today). TYPE_CHECKING imports do not count here."""
-    report = describe_cycles(import_graph(["module", "function"]))
+    graph = import_graph(["module", "function"])
+    found = cycles(graph)
+    report = describe_cycles(graph, skip=KNOWN_FUNCTION_LEVEL_CYCLES)
     assert not report, (
         "import cycles among flight modules through function-level imports:\n" + report
     )
+    stale = sorted(
+        sorted(known) for known in set(KNOWN_FUNCTION_LEVEL_CYCLES) - {frozenset(c) for c in found}
+    )
+    assert not stale, f"KNOWN_FUNCTION_LEVEL_CYCLES entries no longer needed, delete them: {stale}"
 
 
 def _third_party(imp: Import) -> bool:
