@@ -200,6 +200,7 @@ class _Collector(ast.NodeVisitor):
         self.importer, self.is_package, self.path, self.known = importer, is_package, path, known
         self.functions = 0
         self.type_checking = 0
+        self.constants: dict[str, str] = {}
         self.found: list[Import] = []
 
     @property
@@ -252,17 +253,32 @@ class _Collector(ast.NodeVisitor):
         for target in dict.fromkeys(targets):
             self._add(target, node.lineno)
 
+    def visit_Module(self, node: ast.Module) -> None:
+        # Module-level string constants, for import_module(NAME) below.
+        for stmt in node.body:
+            target = (
+                stmt.targets[0] if isinstance(stmt, ast.Assign) else getattr(stmt, "target", None)
+            )
+            value = getattr(stmt, "value", None)
+            if (
+                isinstance(stmt, ast.Assign | ast.AnnAssign)
+                and isinstance(target, ast.Name)
+                and isinstance(value, ast.Constant)
+                and isinstance(value.value, str)
+            ):
+                self.constants[target.id] = value.value
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
-        # importlib.import_module("x") and __import__("x") with a literal name.
+        # importlib.import_module(name) and __import__(name), name a literal or a module constant.
         func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-        if (
-            name in ("import_module", "__import__")
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            self._add(node.args[0].value, node.lineno)
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if called in ("import_module", "__import__") and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                self._add(arg.value, node.lineno)
+            elif isinstance(arg, ast.Name) and arg.id in self.constants:
+                self._add(self.constants[arg.id], node.lineno)
         self.generic_visit(node)
 
     def _absolute(self, node: ast.ImportFrom) -> str:
@@ -458,6 +474,7 @@ def test_scanner_tells_levels_submodules_and_relative_imports(tmp_path):
         "flight/model/io.py",
         "import os\n"
         "from flight import errors, __version__\n"
+        "_KERNELS = 'flight.kernels'\n"
         "from . import graph\n"
         "from ..errors import FlightError\n"
         "if TYPE_CHECKING:\n"
@@ -465,6 +482,7 @@ def test_scanner_tells_levels_submodules_and_relative_imports(tmp_path):
         "def load():\n"
         "    import onnx\n"
         "    importlib.import_module('flight._native')\n"
+        "    importlib.import_module(_KERNELS)\n"
         "class C:\n"
         "    import msgpack\n",
     )
@@ -473,12 +491,13 @@ def test_scanner_tells_levels_submodules_and_relative_imports(tmp_path):
         ("os", "module", 1),
         ("flight.errors", "module", 2),
         ("flight", "module", 2),
-        ("flight.model.graph", "module", 3),
-        ("flight.errors", "module", 4),
-        ("flight.supervisor", "type-checking", 6),
-        ("onnx", "function", 8),
-        ("flight._native", "function", 9),
-        ("msgpack", "module", 11),
+        ("flight.model.graph", "module", 4),
+        ("flight.errors", "module", 5),
+        ("flight.supervisor", "type-checking", 7),
+        ("onnx", "function", 9),
+        ("flight._native", "function", 10),
+        ("flight.kernels", "function", 11),
+        ("msgpack", "module", 13),
     }
     # flight.model.io is inside flight and flight.model: no implicit package imports for those.
     assert [i for i in found if i.via_package] == []
@@ -612,7 +631,7 @@ def test_recovery_machine_does_no_io_and_reads_no_clock():
                     bad.append(f"  {i.describe()}: only {sorted(RECOVERY_MAY_IMPORT)} allowed")
             elif i.top in IO_AND_CLOCK_MODULES:
                 bad.append(f"  {i.describe()}: I/O, processes, a clock or hidden state")
-            elif i.top not in sys.stdlib_module_names and i.top != "__future__":
+            elif i.top not in sys.stdlib_module_names:
                 bad.append(f"  {i.describe()}: third-party (the machine is plain Python)")
         for node in ast.walk(_tree(path)):
             if (
