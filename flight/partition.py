@@ -85,7 +85,7 @@ def _worker_main(
             upsets = int(ctl[Ctl.ACT_UPSETS])
             hooks = {}
             if upsets:  # test mode only: the supervisor's TestMode sets the count
-                from flight.testmode import activation_upset_hooks
+                from flight.inject import activation_upset_hooks
 
                 hooks = activation_upset_hooks(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
                 ctl[Ctl.ACT_UPSETS] = 0

@@ -1,8 +1,9 @@
 """Test mode: what a board may do to itself only when its mission says ``test_mode = true``.
 
-Simulated radiation (upsets in the weight copies, their CRC tables and the live activations),
-the SDC oracle (a fault-free reference computation that tells a wrong delivered output from a
-right one), and, next, the HIL agent that executes a harness's injection requests. The gate is
+Simulated radiation (upsets in the weight copies, their CRC tables and the live activations,
+these applied inside the workers by :func:`flight.inject.activation_upset_hooks`), the SDC
+oracle (a fault-free reference computation that tells a wrong delivered output from a right
+one), and, next, the HIL agent that executes a harness's injection requests. The gate is
 here, in the library: :class:`TestMode` refuses to exist for a mission without test mode, so
 no caller (the CLI, a script, a future link command) can inject into a flight configuration.
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from flight import errors, events
 
-__all__ = ["Oracle", "TestMode", "Verdict", "activation_upset_hooks", "require_test_mode"]
+__all__ = ["Oracle", "TestMode", "Verdict", "require_test_mode"]
 
 
 def require_test_mode(mission: Any, what: str) -> None:
@@ -33,41 +34,6 @@ def require_test_mode(mission: Any, what: str) -> None:
             f"{what} is a test-mode feature: mission {mission.name!r} has test_mode = false "
             "(set [mission] test_mode = true on a test rig; never in flight)"
         )
-
-
-def activation_upset_hooks(replicas: list, count: int, seed: int) -> dict[int, dict]:
-    """``after`` hooks (per replica index) flipping ``count`` random bits in activations, right
-    after they are computed. Runs inside a worker.
-
-    The sites (replica, tensor, bit) are drawn from ``seed`` weighted by tensor size, so an
-    upset in a large feature map is likelier than in a logit, as in real memory.
-    """
-    from flight.inject import flip_bits
-
-    rng = np.random.default_rng(seed)
-    hooks_by_replica: list[dict] = [{} for _ in replicas]
-    sites = []
-    for index, replica in enumerate(replicas):
-        for life in replica.model.lives:
-            if life.name in replica.model.input_names or life.nbytes == 0:
-                continue
-            sites.append((index, life.name, life.nbytes))
-    if not sites or count <= 0:
-        return {}
-    weights = np.array([s[2] for s in sites], dtype=np.float64)
-    chosen = rng.choice(len(sites), size=count, p=weights / weights.sum())
-    for pick in chosen:
-        index, name, nbytes = sites[int(pick)]
-        bit = int(rng.integers(0, nbytes * 8))
-        previous = hooks_by_replica[index].get(name)
-
-        def hook(buffer, _bit=bit, _previous=previous):
-            if _previous is not None:
-                _previous(buffer)
-            flip_bits(buffer.reshape(-1).view(np.uint8), [_bit])
-
-        hooks_by_replica[index][name] = hook
-    return {i: h for i, h in enumerate(hooks_by_replica) if h}
 
 
 class Verdict(StrEnum):
