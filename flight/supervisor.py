@@ -273,9 +273,17 @@ class Supervisor:
         self._started = True
 
     def shutdown(self) -> None:
+        """Stop the workers, record how the run ended and commit the CDS, close the watchdog
+        (a clean stop disarms it)."""
         for p in self.partitions:
             for worker in p.workers:
                 worker.stop()
+        if self.exit_code is None:  # a processor reset is already in the reset log
+            if self.interrupted_start:
+                reason = "stop requested during start-up"
+            else:
+                reason = "stop requested" if self.stop_requested else "run complete"
+            self.cds.log_reset(reason, None, "shutdown")
         with contextlib.suppress(Exception):
             self.cds.commit()
         self.cds.release()

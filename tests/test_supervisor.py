@@ -342,6 +342,32 @@ def test_sigterm_shuts_down_cleanly_with_a_summary(tmp_path):
     assert summary["events"].get("WATCHDOG_DISARMED") == 1  # magic close on a clean stop
 
 
+def test_sigterm_during_a_cold_start_ends_with_a_summary_and_a_cds_commit(tmp_path):
+    """Defect: the SIGTERM handler was installed only after the supervisor was built (tens of
+    seconds of compilation with an empty numba cache), so a stop then killed flight run without
+    a summary or a CDS commit. An empty cache directory makes the start cold here."""
+    state = tmp_path / "state"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty-cache")}
+    command = [sys.executable, "-m", "flight.cli", "run", "--forever", "--json"]
+    proc = subprocess.Popen(
+        [*command, "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(state.glob("cds.[01]")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the boot is recorded: the supervisor exists, the models are loading
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["interrupted_start"] is True and summary["frames"] == 0, summary
+    store = CriticalDataStore(state)
+    assert store.record.boot_count == 1
+    last = store.record.reset_log[-1]
+    assert (last.action, last.reason) == ("shutdown", "stop requested during start-up")
+    CriticalDataStore(state).claim()  # the writer lock was given back
+
+
 def _default_mission_with(tmp_path, name: str, *replacements: tuple[str, str]) -> Path:
     """The bundled mission's text with some lines replaced, written beside copies of its data
     (so that relative model and dataset names still resolve)."""
