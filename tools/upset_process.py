@@ -25,20 +25,34 @@ from flight.inject import flip_process_memory
 _SKIP = ("[vvar]", "[vsyscall]", "[vdso]")
 
 
-def writable_private_mappings(pid: int) -> list[tuple[int, int]]:
-    """(start, end) of every private writable mapping of ``pid``."""
+def writable_private_mappings(
+    pid: int, anonymous_only: bool = False, min_bytes: int = 0
+) -> list[tuple[int, int]]:
+    """(start, end) of every private writable mapping of ``pid`` (optionally only anonymous
+    ones, e.g. large numpy buffers, of at least ``min_bytes``)."""
     spans = []
     for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
         fields = line.split()
         perms = fields[1]
         name = fields[5] if len(fields) > 5 else ""
+        if anonymous_only and name:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if end - start < min_bytes:
+            continue
         if perms.startswith("rw") and perms.endswith("p") and name not in _SKIP:
-            start, end = (int(x, 16) for x in fields[0].split("-"))
             spans.append((start, end))
     return spans
 
 
-def upset(pid: int, flips: int, duration: float, seed: int) -> dict:
+def upset(
+    pid: int,
+    flips: int,
+    duration: float,
+    seed: int,
+    anonymous_only: bool = False,
+    min_bytes: int = 0,
+) -> dict:
     rng = random.Random(seed)
     done = missed = 0
     started = time.monotonic()
@@ -47,9 +61,11 @@ def upset(pid: int, flips: int, duration: float, seed: int) -> dict:
         if delay > 0:
             time.sleep(delay)
         try:
-            spans = writable_private_mappings(pid)
+            spans = writable_private_mappings(pid, anonymous_only, min_bytes)
         except OSError:
             break  # the process is gone
+        if not spans:
+            break  # a zombie has no mappings
         sizes = [end - start for start, end in spans]
         start, end = rng.choices(spans, weights=sizes)[0]
         try:
@@ -67,8 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flips", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to spread them")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--anonymous-only", action="store_true", help="only mappings without a file name"
+    )
+    parser.add_argument("--min-kib", type=int, default=0, help="only mappings this large")
     args = parser.parse_args(argv)
-    print(json.dumps(upset(args.pid, args.flips, args.duration, args.seed)))
+    result = upset(
+        args.pid, args.flips, args.duration, args.seed, args.anonymous_only, 1024 * args.min_kib
+    )
+    print(json.dumps(result))
     return 0
 
 
