@@ -9,6 +9,7 @@ patched. Each test then checks what the action did to memory, processes and coun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -269,12 +270,13 @@ def test_a_worker_stopped_for_less_than_the_heartbeat_timeout_is_late_not_hung(t
     supervisor = _supervisor(tmp_path, placement=placement)
     seen: dict = {}
 
-    def resume_after_release(worker, released_before: int) -> None:
+    def resume_after_release(worker, pid: int, released_before: int) -> None:
         deadline = time.monotonic() + 120
         while int(worker.ctl[Ctl.REQUEST]) == released_before and time.monotonic() < deadline:
             time.sleep(0.001)
         time.sleep(0.2)
-        os.kill(worker.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # killed as hung (a failing run)
+            os.kill(pid, signal.SIGCONT)
 
     def stopper(report, sup):
         p = sup.partitions[0]
@@ -285,7 +287,9 @@ def test_a_worker_stopped_for_less_than_the_heartbeat_timeout_is_late_not_hung(t
             seen["pid"] = worker.pid
             os.kill(worker.pid, signal.SIGSTOP)
             seen["thread"] = threading.Thread(
-                target=resume_after_release, args=(worker, int(worker.ctl[Ctl.REQUEST]))
+                target=resume_after_release,
+                args=(worker, worker.pid, int(worker.ctl[Ctl.REQUEST])),
+                daemon=True,
             )
             seen["thread"].start()
 
