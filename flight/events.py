@@ -74,7 +74,7 @@ VOTE_SPLIT = _define(
     104,
     "VOTE_SPLIT",
     Severity.ERROR,
-    "Every replica was outvoted in some word: the vote is no replica's output; it is withheld.",
+    "Fewer than two replicas computed the voted output whole (each lost words): withheld.",
 )
 VOTE_POINT_NO_MAJORITY = _define(
     103,

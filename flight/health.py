@@ -6,8 +6,9 @@ what happened. The checks, in order:
 * **completion**: the worker copied the request number to its ``DONE`` slot and wrote a byte
   on its done pipe (the supervisor waits on the pipe with ``select``, so a worker that finishes
   early costs no polling);
-* **deadline**: not done within the partition's deadline (from release) is a *deadline miss*,
-  counted; the worker may still finish;
+* **deadline**: done later than the partition's deadline after its release, by the worker's
+  own completion stamp (CLOCK_MONOTONIC, system-wide), is a *deadline miss*, counted; a hung
+  worker is late too;
 * **hang**: the worker bumps its heartbeat when it takes a request and after each replica (or
   vote-point segment) it computes. A worker whose heartbeat has not moved for the heartbeat
   timeout while its request is not done is *hung* (SIGSTOP, a deadlock, an endless loop in a
@@ -68,17 +69,17 @@ def execute(
         released = time.monotonic()
         for worker, count in zip(workers, upsets, strict=True):
             worker.request(sequence, activation_upsets=count, seed=seed)
-        late = False
         for worker in workers:
             remaining = released + deadline_s - time.monotonic()
             if worker.wait_done(sequence, max(remaining, 0.0)):
                 continue
-            late = True
             if not _progressing_until_done(worker, sequence, released, heartbeat_timeout_s):
-                return Execution(Outcome.HANG, late)
+                return Execution(Outcome.HANG, late=True)
     except WorkerDied:
         return Execution(Outcome.CRASH)
-    return Execution(Outcome.OK, late)
+    # late by the workers' own completion stamps: a supervisor that only got round to
+    # looking after the deadline must not hide (or invent) a deadline miss
+    return Execution(Outcome.OK, late=any(w.done_after_s > deadline_s for w in workers))
 
 
 def _progressing_until_done(

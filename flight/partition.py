@@ -50,6 +50,7 @@ class Ctl(IntEnum):
     ACT_SEED = 7
     VP_CORRECTED = 9  # words corrected at vote points (time-placement TMR)
     VP_NO_MAJORITY = 10  # words without a majority at vote points (written back voted bitwise)
+    DONE_NS = 11  # CLOCK_MONOTONIC (ns, system-wide) when the last request was done
     SIZE = 16
 
 
@@ -97,6 +98,7 @@ def _worker_main(
                 for index, replica in enumerate(replicas):
                     replica.run(input_buffer, after=hooks.get(index))
                     beat()
+            ctl[Ctl.DONE_NS] = time.monotonic_ns()
             ctl[Ctl.DONE] = request
             os.write(done_fd, b"D")
     except BaseException:  # a bug or a corrupted state: die loudly, the supervisor restarts us
@@ -128,6 +130,8 @@ class PartitionProcess:
         self.exit_status: int | None = None  # os.waitpid status of the last worker
         #: the heartbeat as the last request was released (the health monitor's reference)
         self.heartbeat_at_release = 0
+        #: when the last request was released (CLOCK_MONOTONIC ns, as the worker's DONE_NS)
+        self.released_ns = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -226,11 +230,18 @@ class PartitionProcess:
     def heartbeat(self) -> int:
         return int(self.ctl[Ctl.HEARTBEAT])
 
+    @property
+    def done_after_s(self) -> float:
+        """Seconds from the last request's release to its completion (by the worker's clock
+        stamp, so a supervisor that looks late does not make the worker late)."""
+        return (int(self.ctl[Ctl.DONE_NS]) - self.released_ns) / 1e9
+
     def request(self, sequence: int, activation_upsets: int = 0, seed: int = 0) -> None:
         """Ask the worker to compute its replicas on the current input buffer."""
         self.ctl[Ctl.ACT_UPSETS] = activation_upsets
         self.ctl[Ctl.ACT_SEED] = seed
         self.heartbeat_at_release = self.heartbeat
+        self.released_ns = time.monotonic_ns()
         self.ctl[Ctl.REQUEST] = sequence
         try:
             os.write(self._wake_fd, b"W")

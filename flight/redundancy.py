@@ -34,7 +34,7 @@ class RedundantResult:
     corrected: int = 0  # TMR: words in which a replica was outvoted
     lost: tuple[int, int, int] = (0, 0, 0)  # TMR: words each replica lost
     no_majority: int = 0  # TMR: words where all three differ
-    split: bool = False  # TMR: every replica was outvoted somewhere (the vote matches none)
+    split: bool = False  # TMR: fewer than two replicas computed the voted output whole
     mismatches: int = 0  # DWC: mismatching words on the first execution
     reexecuted: bool = False  # DWC: a mismatch triggered a second execution
 
@@ -98,10 +98,12 @@ def decide(
         )
     assert vote is not None, "TMR needs a prepared vote"
     result = vote.words()
-    # A voted output is delivered only if it is some replica's whole output: when every
-    # replica lost a word, each was hit, and a word two hit replicas happen to agree on (a
-    # rounding both upsets pushed the same way) is not evidence of the right value.
-    split = min(result.lost) > 0
+    # Delivered only if two replicas computed this whole output (each lost no word): a vote
+    # assembled word by word from replicas that were each hit somewhere is evidence of
+    # nothing, since two hit replicas can agree on a wrong word (two upsets rounding a logit
+    # the same way, seen under a flare). With one faulty replica, TMR's assumption, the other
+    # two lose nothing and the output is delivered.
+    split = sorted(result.lost)[1] > 0
     delivered = result.no_majority == 0 and not split
     return RedundantResult(
         vote.out if delivered else None,

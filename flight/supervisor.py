@@ -326,8 +326,13 @@ class Supervisor:
         elif isinstance(action, r.DegradeRedundancy):
             self.by_name[action.name].mode = action.to_mode  # the restart that applies it follows
         elif isinstance(action, r.ReverifyWeights):
+            # the whole region: its copies are voted together, and a full check costs
+            # microseconds (the action's replica names who lost, not what to check)
             report = self.by_name[action.name].job.weights.repair(log=self.log)
-            self.scrubber.counters.repaired += report.repaired
+            counters = self.scrubber.counters
+            counters.repaired += report.repaired
+            counters.table_repaired += report.table_repaired
+            counters.unrepairable += report.unrepairable
             self.reverified += 1
         elif isinstance(action, r.RestartReplica):
             self._restart_replica(self.by_name[action.name], action.replica)

@@ -13,10 +13,11 @@ class ScriptedWorker:
     """Each wait for completion plays one step of the script: (heartbeat beats, done?), or
     "die"; time is not involved."""
 
-    def __init__(self, *script):
+    def __init__(self, *script, done_after_s=0.001):
         self.script = list(script)
         self.heartbeat = 7
         self.heartbeat_at_release = 0
+        self.done_after_s = done_after_s  # the worker's completion stamp, from release
         self.waits = 0
 
     def request(self, sequence, activation_upsets=0, seed=0):
@@ -41,8 +42,15 @@ def test_done_within_the_deadline_is_ok_and_on_time():
     assert result.outcome is Outcome.OK and not result.late
 
 
+def test_lateness_is_judged_by_the_workers_completion_stamp():
+    """Seen done at the first look, but stamped after the deadline (the supervisor looked
+    late): a deadline miss all the same; and the converse is not one."""
+    assert _run(ScriptedWorker((2, True), done_after_s=0.02)).late
+    assert not _run(ScriptedWorker((1, False), (1, True), done_after_s=0.009)).late
+
+
 def test_a_slow_worker_that_keeps_beating_is_late_not_hung():
-    worker = ScriptedWorker((1, False), (1, False), (1, False), (1, True))
+    worker = ScriptedWorker((1, False), (1, False), (1, False), (1, True), done_after_s=0.2)
     result = _run(worker)
     assert result.outcome is Outcome.OK and result.late and worker.waits == 4
 
@@ -59,7 +67,7 @@ def test_a_worker_that_never_took_the_request_is_hung_after_one_timeout():
 
 
 def test_finishing_just_as_the_wait_ran_out_is_not_a_hang():
-    result = _run(ScriptedWorker((1, False), (0, False), (0, True)))
+    result = _run(ScriptedWorker((1, False), (0, False), (0, True), done_after_s=0.06))
     assert result.outcome is Outcome.OK and result.late
 
 

@@ -51,28 +51,32 @@ def test_tmr_withholds_when_no_majority(model):
     assert result.no_majority == 1
 
 
-def test_tmr_withholds_a_split_vote_that_matches_no_replica(model):
-    """Replicas 0 and 2 both hit, each alone in one word, and agreeing on a wrong value in a
-    third (two upsets rounding the same way, seen under a flare): every word has a majority,
-    but each replica lost a word, so the vote is no replica's output."""
+def test_tmr_withholds_a_vote_that_two_replicas_did_not_compute_whole(model):
+    """Replicas 1 and 2 both hit: replica 2 alone wrong in word 2, and both agreeing on a wrong
+    value in word 5 (two upsets rounding a logit the same way, seen under a flare). Every word
+    has a majority and replica 1 lost nothing, but only one replica computed the vote whole."""
     runner = RedundantRunner(model, "tmr")
-    _corrupt_output(model, 0, 2, 11.0)  # replica 0 alone wrong in word 2
-    _corrupt_output(model, 2, 7, 13.0)  # replica 2 alone wrong in word 7
-    for replica in (0, 2):
-        _corrupt_output(model, replica, 5, 12.0)  # both wrong, alike, in word 5
+    _corrupt_output(model, 1, 5, 12.0)
+    _corrupt_output(model, 2, 2, 11.0)
+    original = model.replica(2).run
+
+    def both_wrong(x, **kwargs):  # replica 2 also wrong in word 5, like replica 1
+        out = original(x, **kwargs)
+        out[model.output_names[0]].reshape(-1)[5] = 12.0
+        return out
+
+    model.replica(2).run = both_wrong
     result = runner.run(X)
     assert not result.delivered and result.output is None and result.split
-    assert result.no_majority == 0 and min(result.lost) > 0
+    assert result.no_majority == 0 and result.lost[1] == 0 and result.lost[0] > 0
 
 
-def test_tmr_two_faulty_replicas_in_different_words_still_deliver(model):
+def test_tmr_two_faulty_replicas_are_withheld_even_in_different_words(model):
     runner = RedundantRunner(model, "tmr")
-    golden = model.run(X)
     _corrupt_output(model, 0, 2, 11.0)
-    _corrupt_output(model, 1, 5, 12.0)  # replica 2 is clean: the vote is its output
+    _corrupt_output(model, 1, 5, 12.0)  # the word vote would be right; two replicas were hit
     result = runner.run(X)
-    assert result.delivered and not result.split and np.array_equal(result.output, golden)
-    assert result.lost == (1, 1, 0)
+    assert not result.delivered and result.split and result.lost == (1, 1, 0)
 
 
 def test_tmr_two_replicas_agreeing_outvote_the_third(model):
