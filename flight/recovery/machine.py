@@ -5,7 +5,8 @@ command) and the current time, updates the machine's state and returns the actio
 supervisor must carry out (kill, restart, degrade, disable, safe mode, processor reset). It does
 no I/O, reads no clock and starts no process, so every decision is unit-tested on its own with
 an invented clock, and the state can be saved in the critical data store and restored
-(:meth:`RecoveryFSM.to_dict`, :meth:`RecoveryFSM.from_dict`).
+(:meth:`RecoveryFSM.to_dict`, :meth:`RecoveryFSM.from_dict`; the format is in
+:mod:`flight.recovery.snapshot`).
 
 The model is the Erlang/OTP supervisor's, adapted to a flight computer:
 
@@ -22,61 +23,52 @@ The model is the Erlang/OTP supervisor's, adapted to a flight computer:
 Faults are data, bugs raise: a crash report for a partition that is already being restarted is
 counted and otherwise ignored (it is the killed process's own exit), while an input naming an
 unknown partition, an impossible replica or a clock going backwards raises
-:class:`RecoveryError`. Policies are validated when built and raise
-:class:`flight.errors.ConfigError`. See docs/supervisor.md.
+:class:`RecoveryError`. The policy it runs (:mod:`flight.recovery.policy`) is validated when
+built. See docs/supervisor.md.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
 from typing import Any, ClassVar
 
 from flight import errors, events
 from flight.modes import MODES, REPLICAS
+from flight.recovery.messages import (
+    Action,
+    Crashed,
+    DegradeRedundancy,
+    DisablePartition,
+    Enable,
+    EnterSafeMode,
+    ExitCode,
+    Exited,
+    ExitSafeMode,
+    HeartbeatMissed,
+    Input,
+    KillPartition,
+    MemoryUpsets,
+    PartitionStarted,
+    PartitionState,
+    ProcessorReset,
+    Reason,
+    RestartCompleted,
+    RestartPartition,
+    RestartReplica,
+    RestartType,
+    ReverifyWeights,
+    StartFailed,
+    Step,
+    Strategy,
+    SystemState,
+    Tick,
+    VoteAlarm,
+)
+from flight.recovery.policy import PartitionPolicy, SupervisorPolicy, _config
 
-__all__ = [
-    "MODES",
-    "Action",
-    "Crashed",
-    "DegradeRedundancy",
-    "DisablePartition",
-    "Enable",
-    "EnterSafeMode",
-    "ExitCode",
-    "ExitSafeMode",
-    "Exited",
-    "HeartbeatMissed",
-    "Input",
-    "KillPartition",
-    "MemoryUpsets",
-    "PartitionPolicy",
-    "PartitionStarted",
-    "PartitionState",
-    "PartitionStatus",
-    "ProcessorReset",
-    "Reason",
-    "RecoveryError",
-    "RecoveryFSM",
-    "RestartCompleted",
-    "RestartPartition",
-    "RestartReplica",
-    "RestartType",
-    "ReverifyWeights",
-    "StartFailed",
-    "Step",
-    "Strategy",
-    "SupervisorPolicy",
-    "SystemState",
-    "Tick",
-    "VoteAlarm",
-    "worst_case_restarts",
-]
-
-SNAPSHOT_VERSION = 1
+__all__ = ["PartitionStatus", "RecoveryError", "RecoveryFSM"]
 
 
 class RecoveryError(errors.FlightError, ValueError):
@@ -87,462 +79,10 @@ class RecoveryError(errors.FlightError, ValueError):
     """
 
 
-class ExitCode(IntEnum):
-    """Process exit codes of the supervisor, documented for the init system (docs/supervisor.md).
-
-    Every non-zero code except :attr:`CONFIG` asks for a restart; :attr:`CONFIG` must not be
-    restarted in a loop (systemd: ``RestartPreventExitStatus=78``), since the same mission
-    configuration would fail again.
-    """
-
-    OK = 0  #: normal, commanded shutdown
-    ESCALATION = 70  #: a partition's escalation ladder reached "reset"
-    RESET_BUDGET = 71  #: more safe-mode entries than allowed within the safe-mode period
-    RESTART_INTENSITY = 72  #: more restarts over all partitions than allowed within the period
-    CONFIG = 78  #: the mission configuration is invalid (sysexits EX_CONFIG); do not restart
-
-
-class RestartType(StrEnum):
-    """OTP restart types: when a partition that ended is started again."""
-
-    PERMANENT = "permanent"  #: always restarted, even after a normal exit
-    TRANSIENT = "transient"  #: restarted only after an abnormal end (crash, hang, vote)
-    TEMPORARY = "temporary"  #: never restarted
-
-
-class Strategy(StrEnum):
-    """OTP restart strategies over the ordered partition list."""
-
-    ONE_FOR_ONE = "one_for_one"  #: restart only the failed partition
-    REST_FOR_ONE = "rest_for_one"  #: ... and every partition after it (they depend on it)
-    ONE_FOR_ALL = "one_for_all"  #: restart every partition
-
-
-class Step(StrEnum):
-    """Escalation ladder steps, in their only allowed order."""
-
-    DEGRADE = "degrade"  #: one redundancy level down (tmr -> dwc -> none) and restart
-    DISABLE = "disable"  #: stop the partition; only a command (:class:`Enable`) restarts it
-    SAFE_MODE = "safe_mode"  #: enter safe mode, then restart the partition
-    RESET = "reset"  #: processor reset (:attr:`ExitCode.ESCALATION`)
-
-
-_LADDER_ORDER = tuple(Step)
-
-
-class PartitionState(StrEnum):
-    STARTING = "starting"  #: process spawned, not yet reported up
-    NOMINAL = "nominal"  #: up, with its configured redundancy
-    DEGRADED = "degraded"  #: up, with less redundancy than configured
-    RESTARTING = "restarting"  #: restart ordered; the old process may still be dying
-    DISABLED = "disabled"  #: stopped by escalation; not restarted until commanded
-    STOPPED = "stopped"  #: ended by design (temporary, or transient after a normal exit)
-    SUSPENDED = "suspended"  #: stopped for safe mode; restarted when safe mode is left
-
-
-class SystemState(StrEnum):
-    NOMINAL = "nominal"
-    SAFE_MODE = "safe_mode"
-    RESET = "reset"  #: a processor reset was requested; the machine accepts nothing more
-
-
-class Reason(StrEnum):
-    """Why a partition is killed or restarted (also the keys of the restart counters)."""
-
-    HANG = "hang"  #: missed its heartbeat deadline
-    CRASH = "crash"  #: died (abnormal exit status or signal)
-    EXIT = "exit"  #: exited normally (a permanent partition is restarted anyway)
-    VOTE = "vote"  #: a replica kept losing votes after reverification and replica restart
-    START_FAILED = "start_failed"  #: a restart did not come up (in time)
-    SIBLING = "sibling"  #: restarted because another partition failed (strategy)
-    ESCALATION = "escalation"  #: restarted as part of a ladder step (degrade, safe mode)
-    SAFE_MODE = "safe_mode"  #: stopped on entering safe mode
-    ENABLED = "enabled"  #: started again by an :class:`Enable` command
-    RESUMED = "resumed"  #: started again when safe mode was left
-
-
 _RUNNING = frozenset({PartitionState.STARTING, PartitionState.NOMINAL, PartitionState.DEGRADED})
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_FAILURE_CAUSES = (Reason.HANG, Reason.CRASH, Reason.EXIT, Reason.VOTE, Reason.START_FAILED)
 _UPSET_BUCKETS = 64  # memory-upset reports are summed in buckets of vote_period / 64
 
 
-# --- inputs -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PartitionStarted:
-    """The partition's (new) process is up: it reported ready or sent its first heartbeat."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class RestartCompleted:
-    """The old process of a restarting partition is gone and the new one spawned.
-
-    Optional: without it a restart goes from RESTARTING straight to running on
-    :class:`PartitionStarted`. With it, a crash after this point is the *new* process failing
-    (counted as a failure), not the old one's exit (ignored as stale).
-    """
-
-    name: str
-
-
-@dataclass(frozen=True)
-class HeartbeatMissed:
-    """The health monitor saw no heartbeat progress by the deadline: a hang."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class Crashed:
-    """The partition's process died: abnormal exit status or a signal."""
-
-    name: str
-    exit_code: int | None = None
-    signal: int | None = None
-
-
-@dataclass(frozen=True)
-class Exited:
-    """The partition's process exited; ``normal=False`` is the same as :class:`Crashed`."""
-
-    name: str
-    normal: bool = True
-
-
-@dataclass(frozen=True)
-class StartFailed:
-    """A starting or restarting partition did not come up (the supervisor gave up waiting)."""
-
-    name: str
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class VoteAlarm:
-    """A replica lost a vote (``replica``), or the culprit is unknown (``replica=None``: no
-    majority in TMR, a DWC mismatch)."""
-
-    name: str
-    replica: int | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class MemoryUpsets:
-    """The scrubber found ``count`` upsets in protected memory: evidence of radiation, which
-    tells an upset storm (every replica outvoted now and then, and restarts cannot help) from a
-    failing replica (the same one outvoted, with quiet memory)."""
-
-    count: int
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: checks start deadlines (a restart that never comes up is a failure)."""
-
-
-@dataclass(frozen=True)
-class Enable:
-    """Command: start a disabled or stopped partition again (its ladder position is kept)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class ExitSafeMode:
-    """Command: leave safe mode and start the partitions suspended for it."""
-
-
-Input = (
-    PartitionStarted
-    | RestartCompleted
-    | HeartbeatMissed
-    | Crashed
-    | Exited
-    | StartFailed
-    | VoteAlarm
-    | MemoryUpsets
-    | Tick
-    | Enable
-    | ExitSafeMode
-)
-
-
-# --- actions ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class KillPartition:
-    """Kill the partition's process (it is hung, or a sibling is restarted, or safe mode)."""
-
-    name: str
-    reason: Reason
-    trigger: str = ""  #: the partition whose failure caused this (itself unless a sibling)
-
-
-@dataclass(frozen=True)
-class RestartPartition:
-    """Start the partition (again) with redundancy ``mode``; kill any old process first."""
-
-    name: str
-    reason: Reason
-    mode: str
-    trigger: str = ""
-
-
-@dataclass(frozen=True)
-class DegradeRedundancy:
-    """Record that the partition now runs with ``to_mode``. The restart that applies it follows
-    as a separate :class:`RestartPartition` (with ``mode=to_mode``)."""
-
-    name: str
-    from_mode: str
-    to_mode: str
-
-
-@dataclass(frozen=True)
-class RestartReplica:
-    """Restart one replica (reload its arena; respawn it under space placement)."""
-
-    name: str
-    replica: int
-
-
-@dataclass(frozen=True)
-class ReverifyWeights:
-    """Ask the scrubber to verify and repair a replica's weight copy now (``None``: all)."""
-
-    name: str
-    replica: int | None
-
-
-@dataclass(frozen=True)
-class DisablePartition:
-    """Stop the partition for good (until an :class:`Enable` command)."""
-
-    name: str
-    reason: Reason
-
-
-@dataclass(frozen=True)
-class EnterSafeMode:
-    """Enter safe mode (partitions not marked ``in_safe_mode`` are killed separately)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class ProcessorReset:
-    """Give up in software: save state and exit with ``exit_code``. Always the last action."""
-
-    reason: str
-    exit_code: ExitCode
-
-
-Action = (
-    KillPartition
-    | RestartPartition
-    | DegradeRedundancy
-    | RestartReplica
-    | ReverifyWeights
-    | DisablePartition
-    | EnterSafeMode
-    | ProcessorReset
-)
-
-
-# --- policies ---------------------------------------------------------------------------------
-def _config(condition: bool, message: str) -> None:
-    if not condition:
-        raise errors.ConfigError(message)
-
-
-def _count(what: str, value: Any, minimum: int) -> None:
-    _config(
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        f"{what} must be an integer >= {minimum}, not {value!r}",
-    )
-
-
-def _seconds(what: str, value: Any) -> None:
-    _config(
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0,
-        f"{what} must be a finite number of seconds > 0, not {value!r}",
-    )
-
-
-def _enum(kind: type[StrEnum], what: str, value: Any) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        raise errors.ConfigError(
-            f"{what} must be one of {[k.value for k in kind]}, not {value!r}"
-        ) from None
-
-
-@dataclass(frozen=True)
-class PartitionPolicy:
-    """How one partition is restarted and escalated (one row of the restart table).
-
-    ``max_restarts`` restarts are allowed within any ``period`` seconds; the next failure takes
-    the next ``ladder`` step, and every step gives the partition a fresh window. Strings are
-    accepted for the enum fields (mission files are TOML).
-    """
-
-    name: str
-    restart: RestartType = RestartType.PERMANENT
-    max_restarts: int = 3
-    period: float = 60.0
-    redundancy: str = "tmr"
-    ladder: tuple[Step, ...] = (Step.DEGRADE, Step.DISABLE)
-    #: seconds a (re)start may take before it counts as failed (checked on :class:`Tick`)
-    start_deadline: float | None = 10.0
-    #: keeps running in safe mode (otherwise killed on entry and restarted on exit)
-    in_safe_mode: bool = True
-
-    def __post_init__(self) -> None:
-        _config(
-            isinstance(self.name, str) and _NAME.fullmatch(self.name) is not None,
-            f"partition name must be letters, digits, '_', '.', '-', not {self.name!r}",
-        )
-        where = f"partition {self.name!r}"
-        object.__setattr__(self, "restart", _enum(RestartType, f"{where}: restart", self.restart))
-        _count(f"{where}: max_restarts", self.max_restarts, 0)
-        _seconds(f"{where}: period", self.period)
-        _config(
-            self.redundancy in MODES,
-            f"{where}: redundancy must be one of {MODES}, not {self.redundancy!r}",
-        )
-        if self.start_deadline is not None:
-            _seconds(f"{where}: start_deadline", self.start_deadline)
-        _config(isinstance(self.in_safe_mode, bool), f"{where}: in_safe_mode must be a bool")
-        _config(
-            not isinstance(self.ladder, str | bytes) and isinstance(self.ladder, Iterable),
-            f"{where}: ladder must be a list of steps, not {self.ladder!r}",
-        )
-        ladder = tuple(_enum(Step, f"{where}: ladder step", s) for s in self.ladder)
-        object.__setattr__(self, "ladder", ladder)
-        _config(len(ladder) > 0, f"{where}: the escalation ladder is empty")
-        _config(len(set(ladder)) == len(ladder), f"{where}: a ladder step appears twice")
-        order = [_LADDER_ORDER.index(s) for s in ladder]
-        _config(
-            order == sorted(order),
-            f"{where}: ladder steps must go in the order {[s.value for s in _LADDER_ORDER]}, "
-            f"each at most once; got {[s.value for s in ladder]}",
-        )
-        _config(
-            ladder[-1] in (Step.DISABLE, Step.RESET),
-            f"{where}: the ladder must end with 'disable' or 'reset', so that a partition that "
-            f"keeps failing always has somewhere to go (got {[s.value for s in ladder]})",
-        )
-        _config(
-            not (Step.DEGRADE in ladder and self.redundancy == "none"),
-            f"{where}: 'degrade' on a simplex partition (redundancy 'none') can do nothing",
-        )
-
-
-def worst_case_restarts(policy: PartitionPolicy) -> int:
-    """Restarts a crash-looping partition can order before its ladder stops it.
-
-    A fast crash loop puts all of them inside any supervisor-wide window, so this is what the
-    supervisor's own restart intensity must allow for the ladder to play out. Commanded
-    restarts (:class:`Enable`) are not counted, so each stretch between two 'disable' steps is
-    a separate run.
-    """
-    if policy.restart is RestartType.TEMPORARY:
-        return 0
-    r = policy.max_restarts
-    worst = current = r
-    levels = MODES.index("none") - MODES.index(policy.redundancy)
-    for step in policy.ladder:
-        if step is Step.DEGRADE:
-            current += levels * (1 + r)
-        elif step is Step.SAFE_MODE and policy.in_safe_mode:
-            current += 1 + r
-        elif step in (Step.SAFE_MODE, Step.DISABLE):  # stopped until a command restarts it
-            worst = max(worst, current)
-            current = r
-        elif step is Step.RESET:
-            break
-    return max(worst, current)
-
-
-@dataclass(frozen=True)
-class SupervisorPolicy:
-    """Supervisor-wide policy: the ordered partitions, the strategy and the backstops.
-
-    * ``max_restarts`` in ``period``: restarts over all partitions (one per decision, however
-      many siblings the strategy restarts); one more is a processor reset
-      (:attr:`ExitCode.RESTART_INTENSITY`).
-    * ``max_safe_mode_entries`` in ``safe_mode_period``: safe-mode ladder steps (including one
-      taken while already in safe mode); one more is a processor reset
-      (:attr:`ExitCode.RESET_BUDGET`).
-    * ``vote_alarms`` alarms of one replica within ``vote_period``: reverify its weights; the
-      same again: restart the replica; again: restart the partition (cause "vote").
-    * ``storm_upsets``: an *upset storm* is on while the scrubber has found at least this many
-      upsets in protected memory (:class:`MemoryUpsets`) within the last ``vote_period``. A
-      storm holds the last vote remedy (the partition restart that leads to degradation): a
-      restart cannot stop radiation, and a degraded partition would deliver what TMR masked.
-      Reverification and replica restarts still happen. 0 turns the guard off.
-    """
-
-    partitions: tuple[PartitionPolicy, ...]
-    strategy: Strategy = Strategy.ONE_FOR_ONE
-    max_restarts: int = 30
-    period: float = 60.0
-    max_safe_mode_entries: int = 2
-    safe_mode_period: float = 3600.0
-    vote_alarms: int = 3
-    vote_period: float = 10.0
-    storm_upsets: int = 0
-
-    def __post_init__(self) -> None:
-        _config(
-            not isinstance(self.partitions, str | bytes | Mapping)
-            and isinstance(self.partitions, Iterable),
-            "partitions must be a list of PartitionPolicy",
-        )
-        partitions = tuple(self.partitions)
-        object.__setattr__(self, "partitions", partitions)
-        _config(len(partitions) > 0, "the supervisor needs at least one partition")
-        for p in partitions:
-            _config(isinstance(p, PartitionPolicy), f"not a PartitionPolicy: {p!r}")
-        names = [p.name for p in partitions]
-        _config(len(set(names)) == len(names), f"partition names must be unique: {names}")
-        object.__setattr__(self, "strategy", _enum(Strategy, "strategy", self.strategy))
-        _count("max_restarts", self.max_restarts, 1)
-        _seconds("period", self.period)
-        _count("max_safe_mode_entries", self.max_safe_mode_entries, 0)
-        _seconds("safe_mode_period", self.safe_mode_period)
-        _count("vote_alarms", self.vote_alarms, 1)
-        _seconds("vote_period", self.vote_period)
-        _count("storm_upsets", self.storm_upsets, 0)
-        for p in partitions:
-            worst = worst_case_restarts(p)
-            _config(
-                worst <= self.max_restarts,
-                f"partition {p.name!r} may order up to {worst} restarts before its escalation "
-                f"ladder stops it ({p.max_restarts} per window, ladder "
-                f"{[s.value for s in p.ladder]}), but the supervisor allows only "
-                f"{self.max_restarts} restarts in {self.period:g} s over all partitions: a "
-                f"crash loop would reset the processor before the ladder plays out; raise "
-                f"max_restarts or lower the partition's",
-            )
-            _config(
-                Step.SAFE_MODE not in p.ladder or self.max_safe_mode_entries > 0,
-                f"partition {p.name!r} escalates to safe mode but max_safe_mode_entries is 0: "
-                f"every safe-mode step would be a processor reset",
-            )
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.partitions)
-
-
-# --- the machine ------------------------------------------------------------------------------
 @dataclass
 class _VoteTrack:
     times: list[float] = field(default_factory=list)
@@ -1049,41 +589,12 @@ class RecoveryFSM:
         if not isinstance(now, int | float) or isinstance(now, bool) or not math.isfinite(now):
             raise RecoveryError(f"now must be a finite number of seconds, not {now!r}")
 
-    # --- snapshot -----------------------------------------------------------------------------
+    # --- snapshot (flight.recovery.snapshot) ------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The machine's state as plain JSON-able data (for the critical data store)."""
-        parts = {}
-        for name, p in self._parts.items():
-            parts[name] = {
-                "state": p.state.value,
-                "mode": p.mode,
-                "since": p.since,
-                "level": p.level,
-                "window": list(p.window),
-                "restarts": dict(p.restarts),
-                "failures": dict(p.failures),
-                "escalations": p.escalations,
-                "stale": p.stale,
-                "vote_alarms": p.vote_alarms,
-                "reverifies": p.reverifies,
-                "replica_restarts": p.replica_restarts,
-                "storm_holds": p.storm_holds,
-                "votes": {
-                    k: {"times": list(v.times), "stage": v.stage, "last": v.last}
-                    for k, v in p.votes.items()
-                },
-            }
-        self._recent_upsets()  # drops expired upset reports before they are saved
-        return {
-            "version": SNAPSHOT_VERSION,
-            "now": self._now,
-            "system": self._system.value,
-            "restart_times": list(self._restart_times),
-            "safe_mode_times": list(self._safe_mode_times),
-            "stale": self._stale,
-            "upsets": [[t, n] for t, n in self._upsets],
-            "partitions": parts,
-        }
+        from flight.recovery import snapshot
+
+        return snapshot.to_dict(self)
 
     @classmethod
     def from_dict(
@@ -1094,93 +605,7 @@ class RecoveryFSM:
         now: float | None = None,
         log: events.EventLog | None = None,
     ) -> RecoveryFSM:
-        """Restore a machine saved by :meth:`to_dict`, after a supervisor restart.
+        """Restore a machine saved by :meth:`to_dict` (see :func:`.snapshot.from_dict`)."""
+        from flight.recovery import snapshot
 
-        What survives: counters, redundancy modes, ladder positions, disabled and stopped
-        partitions, restart windows and safe mode. The processes do not survive the
-        supervisor, so every other partition is STARTING at ``now``, and a saved RESET (the
-        reset has happened) becomes NOMINAL. If ``now`` is earlier than the saved time (the
-        monotonic clock restarted with the board), saved times are shifted so the snapshot
-        ends at ``now``: windows then count the old restarts as recent, erring on the safe side.
-        A snapshot that does not match ``policy`` raises :class:`~flight.errors.ConfigError`.
-        """
-        try:
-            return cls._restore(policy, data, now, log)
-        except errors.ConfigError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise errors.ConfigError(f"malformed recovery snapshot: {exc!r}") from None
-
-    @classmethod
-    def _restore(
-        cls,
-        policy: SupervisorPolicy,
-        data: Mapping[str, Any],
-        now: float | None,
-        log: events.EventLog | None,
-    ) -> RecoveryFSM:
-        _config(
-            data["version"] == SNAPSHOT_VERSION,
-            f"recovery snapshot version {data['version']!r}, expected {SNAPSHOT_VERSION}",
-        )
-        saved = float(data["now"])
-        now = saved if now is None else now
-        cls._check_time(now)
-        shift = 0.0 if now >= saved else now - saved
-
-        def times(values: Iterable[Any]) -> list[float]:
-            return [float(t) + shift for t in values]
-
-        parts = data["partitions"]
-        _config(
-            sorted(parts) == sorted(policy.names),
-            f"recovery snapshot is for partitions {sorted(parts)}, "
-            f"the policy has {sorted(policy.names)}",
-        )
-        fsm = cls(policy, now=now, log=log)
-        system = SystemState(data["system"])
-        fsm._system = SystemState.NOMINAL if system is SystemState.RESET else system
-        fsm._restart_times = times(data["restart_times"])
-        fsm._safe_mode_times = times(data["safe_mode_times"])
-        fsm._stale = int(data["stale"])
-        # absent from snapshots written before the storm guard existed
-        fsm._upsets = [(float(t) + shift, int(n)) for t, n in data.get("upsets", [])]
-        kept = (PartitionState.DISABLED, PartitionState.STOPPED, PartitionState.SUSPENDED)
-        for name, saved_part in parts.items():
-            p = fsm._parts[name]
-            mode = saved_part["mode"]
-            _config(
-                mode in MODES and MODES.index(mode) >= MODES.index(p.policy.redundancy),
-                f"recovery snapshot: partition {name!r} mode {mode!r} is not reachable from "
-                f"its policy's {p.policy.redundancy!r}",
-            )
-            level = int(saved_part["level"])
-            _config(
-                0 <= level < len(p.policy.ladder),
-                f"recovery snapshot: partition {name!r} ladder level {level} is out of range",
-            )
-            state = PartitionState(saved_part["state"])
-            if state is PartitionState.SUSPENDED and fsm._system is not SystemState.SAFE_MODE:
-                state = PartitionState.STARTING
-            p.state = state if state in kept else PartitionState.STARTING
-            p.mode = mode
-            p.since = fsm._now
-            p.level = level
-            p.window = times(saved_part["window"])
-            p.restarts = {str(Reason(k)): int(v) for k, v in saved_part["restarts"].items()}
-            p.failures = {str(Reason(k)): int(v) for k, v in saved_part["failures"].items()}
-            p.escalations = int(saved_part["escalations"])
-            p.stale = int(saved_part["stale"])
-            p.vote_alarms = int(saved_part["vote_alarms"])
-            p.reverifies = int(saved_part["reverifies"])
-            p.replica_restarts = int(saved_part["replica_restarts"])
-            p.storm_holds = int(saved_part.get("storm_holds", 0))
-            p.votes = {
-                str(k): _VoteTrack(
-                    times(v["times"]),
-                    int(v["stage"]),
-                    None if v["last"] is None else float(v["last"]) + shift,
-                )
-                for k, v in saved_part["votes"].items()
-            }
-        return fsm
+        return snapshot.from_dict(policy, data, now=now, log=log)
