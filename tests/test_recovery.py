@@ -329,6 +329,20 @@ def test_safe_mode_suspends_and_resumes_partitions_not_marked_for_it():
     assert fsm.handle(ExitSafeMode(), 6.0) == ()
 
 
+def test_commands_that_do_not_apply_are_counted_and_saved():
+    policy = SupervisorPolicy(
+        (PartitionPolicy("a", max_restarts=0, ladder=("safe_mode", "reset")),)
+    )
+    fsm = boot(policy)
+    assert fsm.handle(ExitSafeMode(), 1.0) == () and fsm.stale_commands == 1
+    fsm.handle(Crashed("a"), 2.0)  # safe mode: now the command applies and is not stale
+    assert fsm.handle(ExitSafeMode(), 3.0) == () and fsm.stale_commands == 1
+    assert fsm.system_state is SystemState.NOMINAL
+    fsm.handle(ExitSafeMode(), 4.0)
+    restored = RecoveryFSM.from_dict(policy, json.loads(json.dumps(fsm.to_dict())))
+    assert restored.stale_commands == 2
+
+
 def test_safe_mode_entry_budget_ends_in_processor_reset():
     ladder = ("safe_mode", "reset")
     parts = tuple(PartitionPolicy(n, max_restarts=0, ladder=ladder) for n in "ab")

@@ -173,6 +173,12 @@ class RecoveryFSM:
         """The latest time the machine has seen."""
         return self._now
 
+    @property
+    def stale_commands(self) -> int:
+        """Commands that did not apply (:class:`ExitSafeMode` outside safe mode), for telemetry.
+        Reports about a partition that was not running are counted per partition (``stale``)."""
+        return self._stale
+
     def state(self, name: str) -> PartitionState:
         return self._part(name).state
 
