@@ -99,14 +99,19 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     anyway: a temporary directory would silently lose the boot and reset counts.
     :meth:`CdsConfig.ensure` creates the directory.
 
-Cross-checks ("conflicting limits"): a partition's ``max_restarts`` may not exceed
-``processor_reset_max`` (a crash-looping partition would reset the processor before its own
-limit and ladder could act: the partition's limit would be a dead letter; the recovery state
-machine also checks the worst case over the whole ladder); a ladder with ``"safe_mode"``
-needs ``safe_mode_max >= 1``; ``heartbeat_timeout_ms`` must be shorter than the watchdog
-timeout, or the watchdog (withholding strokes for the hung partition) resets the board before
-the health monitor can restart the partition; and the rules above relating periods, deadlines
-and budgets.
+The restart table (``restart_type``, ``max_restarts``, ``restart_period_s``, ``escalation``,
+``in_safe_mode``, ``start_deadline_s`` and the whole ``[recovery]`` section) is validated by
+the recovery policy itself (:func:`flight.recovery.policy.policy_from_mission`, run at load, its
+errors naming the keys above), so that a mission that loads always yields its policy. Its
+cross-checks ("conflicting limits"): the worst case of a partition's ladder (the restarts a
+crash loop can order before the ladder stops it, e.g. 11 for ``tmr``, ``max_restarts = 3`` and
+the default ladder) may not exceed ``processor_reset_max`` (the processor would be reset before
+the ladder could act); a ladder with ``"safe_mode"`` needs ``safe_mode_max >= 1``. This parser
+checks the types and ranges of the keys, and the rules that involve the rest of the file:
+``heartbeat_timeout_ms`` must be shorter than the watchdog timeout, or the watchdog
+(withholding strokes for the hung partition) resets the board before the health monitor can
+restart the partition; a ``temporary`` partition has no ``max_restarts``; and the rules above
+relating periods, deadlines and budgets.
 """
 
 from __future__ import annotations
