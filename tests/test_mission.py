@@ -718,6 +718,29 @@ def test_worst_case_beyond_processor_reset_max_is_rejected_at_load():
     assert not FSM_NAMES.search(message), message
 
 
+def test_policy_from_mission_checks_the_order_itself():
+    """The order is part of the restart table: a mission built in code (not parsed) gets the
+    same checks, in the mission's words."""
+    import dataclasses
+
+    from flight.recovery import policy_from_mission
+
+    doc = base()
+    second = copy.deepcopy(doc["partition"][0]) | {"name": "imager"}
+    doc["partition"].append(second)
+    doc["recovery"]["processor_reset_max"] = 30
+    m = load(doc)
+    assert policy_from_mission(m).names == ("classifier", "imager")
+    for order, message in [
+        (("imager", "imager", "classifier"), "[recovery] order lists partition 'imager' twice"),
+        (("imager",), "[recovery] order leaves out partition 'classifier'"),
+        (("imager", "classifier", "x"), "[recovery] order names unknown partition 'x'"),
+    ]:
+        bad = dataclasses.replace(m, recovery=dataclasses.replace(m.recovery, order=order))
+        with pytest.raises(errors.ConfigError, match=re.escape(message)):
+            policy_from_mission(bad)
+
+
 RESTART_TABLE_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({P + "restart_type": "forever"}, "partition 'classifier': restart_type must be one of"),
     ({P + "escalation": ["explode"]}, "partition 'classifier': escalation step must be"),

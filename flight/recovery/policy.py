@@ -311,6 +311,7 @@ def policy_from_mission(mission: Mission) -> SupervisorPolicy:
         _config(
             n in rec.order, f"[recovery] order leaves out partition {n!r}: list every partition"
         )
+        _config(rec.order.count(n) == 1, f"[recovery] order lists partition {n!r} twice")
     partitions = {
         spec.name: PartitionPolicy(
             name=spec.name,
