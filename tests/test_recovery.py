@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -669,6 +670,30 @@ def test_snapshot_round_trip_keeps_what_matters():
         assert crash_loop(m, "a", [9.5, 9.6])[1][0] == DegradeRedundancy("a", "dwc", "none")
     once = RecoveryFSM.from_dict(policy, restored.to_dict()).to_dict()
     assert RecoveryFSM.from_dict(policy, once).to_dict() == once  # restoring is idempotent
+
+
+def test_every_saved_field_is_restored():
+    """Nothing is saved that a restore does not read: dropping any one field of a snapshot
+    either changes the restored machine or is rejected as malformed."""
+    policy, fsm = busy_machine()
+    data = json.loads(json.dumps(fsm.to_dict()))
+    data["upsets"] = [[7.5, 3]]  # non-default values for the fields read with a default
+    data["partitions"]["a"]["storm_holds"] = 2
+    restored = RecoveryFSM.from_dict(policy, data, now=8.0).to_dict()
+    paths = [(k,) for k in data if k not in ("version", "partitions")]
+    paths += [("partitions", "a", k) for k in data["partitions"]["a"]]
+    for path in paths:
+        damaged = copy.deepcopy(data)
+        *parents, last = path
+        node = damaged
+        for key in parents:
+            node = node[key]
+        del node[last]
+        try:
+            again = RecoveryFSM.from_dict(policy, damaged, now=8.0).to_dict()
+        except ConfigError:
+            continue
+        assert again != restored, f"{path} is saved but never restored"
 
 
 def test_snapshot_after_a_board_reboot_shifts_times_to_now():

@@ -30,7 +30,6 @@ def to_dict(fsm: RecoveryFSM) -> dict[str, Any]:
         parts[name] = {
             "state": p.state.value,
             "mode": p.mode,
-            "since": p.since,
             "level": p.level,
             "window": list(p.window),
             "restarts": dict(p.restarts),
@@ -135,7 +134,7 @@ def _restore(
             state = PartitionState.STARTING
         p.state = state if state in kept else PartitionState.STARTING
         p.mode = mode
-        p.since = fsm._now
+        p.since = fsm._now  # (re)starts begin now: the start deadline is not saved
         p.level = level
         p.window = times(saved_part["window"])
         p.restarts = {str(Reason(k)): int(v) for k, v in saved_part["restarts"].items()}
