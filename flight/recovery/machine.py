@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from flight import errors, events
 from flight.modes import MODES, REPLICAS
+from flight.recovery import snapshot
 from flight.recovery.messages import (
     Action,
     Crashed,
@@ -66,7 +67,8 @@ from flight.recovery.messages import (
     Tick,
     VoteAlarm,
 )
-from flight.recovery.policy import PartitionPolicy, SupervisorPolicy, _config
+from flight.recovery.policy import SupervisorPolicy, _config
+from flight.recovery.state import PartitionRecord, VoteTrack
 
 __all__ = ["PartitionStatus", "RecoveryError", "RecoveryFSM"]
 
@@ -81,32 +83,6 @@ class RecoveryError(errors.FlightError, ValueError):
 
 _RUNNING = frozenset({PartitionState.STARTING, PartitionState.NOMINAL, PartitionState.DEGRADED})
 _UPSET_BUCKETS = 64  # memory-upset reports are summed in buckets of vote_period / 64
-
-
-@dataclass
-class _VoteTrack:
-    times: list[float] = field(default_factory=list)
-    stage: int = 0  # 0: watching, 1: weights reverified, 2: replica restarted
-    last: float | None = None
-
-
-@dataclass
-class _Partition:
-    policy: PartitionPolicy
-    state: PartitionState
-    mode: str
-    since: float  # when the current (re)start was ordered
-    level: int = 0  # index of the next ladder step
-    window: list[float] = field(default_factory=list)  # restart times at this ladder level
-    restarts: dict[str, int] = field(default_factory=dict)  # by Reason
-    failures: dict[str, int] = field(default_factory=dict)  # by cause
-    escalations: int = 0
-    stale: int = 0
-    vote_alarms: int = 0
-    reverifies: int = 0
-    replica_restarts: int = 0
-    storm_holds: int = 0  # partition restarts for votes held back during upset storms
-    votes: dict[str, _VoteTrack] = field(default_factory=dict)  # "0".."2", "any"
 
 
 @dataclass(frozen=True)
@@ -157,7 +133,7 @@ class RecoveryFSM:
         self._stale = 0  # commands that did not apply (e.g. ExitSafeMode when nominal)
         self._upsets: list[tuple[float, int]] = []  # (time, count) of recent memory upsets
         self._parts = {
-            p.name: _Partition(p, PartitionState.STARTING, p.redundancy, self._now)
+            p.name: PartitionRecord(p, PartitionState.STARTING, p.redundancy, self._now)
             for p in policy.partitions
         }
         self._order = list(self._parts.values())
@@ -342,7 +318,7 @@ class RecoveryFSM:
         p.vote_alarms += 1
         self._emit(events.REPLICA_VOTE_ALARM, p, replica=replica, reason=event.reason)
         key = "any" if replica is None else str(replica)
-        track = p.votes.setdefault(key, _VoteTrack())
+        track = p.votes.setdefault(key, VoteTrack())
         period = self.policy.vote_period
         if track.last is not None and self._now - track.last > period:
             track.stage = 0  # quiet for a whole period: the last remedy worked
@@ -423,7 +399,7 @@ class RecoveryFSM:
     }
 
     # --- decisions ----------------------------------------------------------------------------
-    def _failure(self, p: _Partition, cause: Reason, alive: bool) -> None:
+    def _failure(self, p: PartitionRecord, cause: Reason, alive: bool) -> None:
         """A running partition failed: restart it within its intensity, else escalate."""
         p.failures[cause.value] = p.failures.get(cause.value, 0) + 1
         if p.policy.restart is RestartType.TEMPORARY:
@@ -443,7 +419,7 @@ class RecoveryFSM:
         )
         self._escalate(p, cause, alive)
 
-    def _escalate(self, p: _Partition, cause: Reason, alive: bool) -> None:
+    def _escalate(self, p: PartitionRecord, cause: Reason, alive: bool) -> None:
         ladder = p.policy.ladder
         while True:
             step = ladder[min(p.level, len(ladder) - 1)]
@@ -479,7 +455,7 @@ class RecoveryFSM:
             self._reset(ExitCode.ESCALATION, f"{name}: escalation ladder reached reset")
 
     def _restart(
-        self, p: _Partition, reason: Reason, alive: bool, cause: Reason | None = None
+        self, p: PartitionRecord, reason: Reason, alive: bool, cause: Reason | None = None
     ) -> None:
         """Restart ``p`` and, by the strategy, its siblings (kill in reverse order, start in
         order, as OTP does). ``cause`` is the failure behind an escalation restart."""
@@ -513,26 +489,26 @@ class RecoveryFSM:
                 else:
                     self._start(q, Reason.SIBLING, trigger)
 
-    def _start(self, p: _Partition, reason: Reason, trigger: str) -> None:
+    def _start(self, p: PartitionRecord, reason: Reason, trigger: str) -> None:
         self._out.append(RestartPartition(p.policy.name, reason, p.mode, trigger))
         p.state = PartitionState.RESTARTING
         p.since = self._now
         p.restarts[reason.value] = p.restarts.get(reason.value, 0) + 1
         self._emit(events.PARTITION_RESTARTED, p, reason=reason.value, trigger=trigger)
 
-    def _stop(self, p: _Partition, reason: Reason, alive: bool) -> None:
+    def _stop(self, p: PartitionRecord, reason: Reason, alive: bool) -> None:
         if alive:
             self._out.append(KillPartition(p.policy.name, reason, p.policy.name))
         p.state = PartitionState.STOPPED
         self._emit(events.PARTITION_STOPPED, p, reason=reason.value)
 
-    def _suspend(self, p: _Partition, alive: bool) -> None:
+    def _suspend(self, p: PartitionRecord, alive: bool) -> None:
         if alive:
             self._out.append(KillPartition(p.policy.name, Reason.SAFE_MODE, p.policy.name))
         p.state = PartitionState.SUSPENDED
         self._emit(events.PARTITION_SUSPENDED, p)
 
-    def _enter_safe_mode(self, trigger: _Partition, reason: str) -> None:
+    def _enter_safe_mode(self, trigger: PartitionRecord, reason: str) -> None:
         period = self.policy.safe_mode_period
         self._safe_mode_times = [t for t in self._safe_mode_times if t > self._now - period]
         if len(self._safe_mode_times) >= self.policy.max_safe_mode_entries:
@@ -562,17 +538,17 @@ class RecoveryFSM:
         raise _Reset(ProcessorReset(reason, code))
 
     # --- helpers ------------------------------------------------------------------------------
-    def _ignore(self, p: _Partition, event: Input) -> None:
+    def _ignore(self, p: PartitionRecord, event: Input) -> None:
         p.stale += 1
         self._emit(events.RECOVERY_STALE_EVENT, p, input=type(event).__name__, state=p.state.value)
 
-    def _emit(self, definition: events.EventDef, p: _Partition | None, **fields: Any) -> None:
+    def _emit(self, definition: events.EventDef, p: PartitionRecord | None, **fields: Any) -> None:
         if self.log is not None:
             if p is not None:
                 fields["partition"] = p.policy.name
             self.log.emit(definition, at=self._now, **fields)
 
-    def _part(self, name: str) -> _Partition:
+    def _part(self, name: str) -> PartitionRecord:
         try:
             return self._parts[name]
         except (KeyError, TypeError):
@@ -598,8 +574,6 @@ class RecoveryFSM:
     # --- snapshot (flight.recovery.snapshot) ------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The machine's state as plain JSON-able data (for the critical data store)."""
-        from flight.recovery import snapshot
-
         return snapshot.to_dict(self)
 
     @classmethod
@@ -612,6 +586,4 @@ class RecoveryFSM:
         log: events.EventLog | None = None,
     ) -> RecoveryFSM:
         """Restore a machine saved by :meth:`to_dict` (see :func:`.snapshot.from_dict`)."""
-        from flight.recovery import snapshot
-
-        return snapshot.from_dict(policy, data, now=now, log=log)
+        return snapshot.from_dict(cls, policy, data, now=now, log=log)

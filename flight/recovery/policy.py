@@ -19,14 +19,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import InitVar, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flight import errors
 from flight.modes import MODES
 from flight.recovery.messages import RestartType, Step, Strategy
-
-if TYPE_CHECKING:
-    from flight.mission import Mission
 
 __all__ = [
     "FIELD_NAMES",
@@ -294,11 +291,13 @@ class SupervisorPolicy:
         return tuple(p.name for p in self.partitions)
 
 
-def policy_from_mission(mission: Mission) -> SupervisorPolicy:
-    """The restart table of a mission, validated; errors name the mission file's keys.
+def policy_from_mission(mission: Any) -> SupervisorPolicy:
+    """The restart table of a :class:`flight.mission.Mission`, validated; errors name the
+    mission file's keys.
 
     :func:`flight.mission.parse_mission` calls this while it loads, so a mission that loads
-    always yields its policy. ``[recovery] order`` must list every partition once.
+    always yields its policy. ``[recovery] order`` must list every partition once. The mission
+    is taken as it comes (the mission parser sits a layer above and imports this module).
     """
     rec = mission.recovery
     names = [spec.name for spec in mission.partitions]

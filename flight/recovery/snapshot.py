@@ -4,7 +4,8 @@
 modes, ladder positions, restart windows, safe mode); :func:`from_dict` checks a saved snapshot
 against the current policy and rebuilds the machine from it. A snapshot that is malformed or
 does not fit the policy raises :class:`flight.errors.ConfigError`, never a bare ``KeyError``.
-Reached through :meth:`RecoveryFSM.to_dict` and :meth:`RecoveryFSM.from_dict`.
+Reached through :meth:`RecoveryFSM.to_dict` and :meth:`RecoveryFSM.from_dict`; the machine
+imports this module, so this one takes the machine (or its class) as an argument.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from typing import Any
 
 from flight import errors, events
 from flight.modes import MODES
-from flight.recovery.machine import RecoveryFSM, _VoteTrack
 from flight.recovery.messages import PartitionState, Reason, SystemState
 from flight.recovery.policy import SupervisorPolicy, _config
+from flight.recovery.state import VoteTrack
 
 __all__ = ["SNAPSHOT_VERSION", "from_dict", "to_dict"]
 
 SNAPSHOT_VERSION = 1
 
 
-def to_dict(fsm: RecoveryFSM) -> dict[str, Any]:
+def to_dict(fsm: Any) -> dict[str, Any]:
     """The machine's state as plain JSON-able data (for the critical data store)."""
     parts = {}
     for name, p in fsm._parts.items():
@@ -59,13 +60,15 @@ def to_dict(fsm: RecoveryFSM) -> dict[str, Any]:
 
 
 def from_dict(
+    machine: type,
     policy: SupervisorPolicy,
     data: Mapping[str, Any],
     *,
     now: float | None = None,
     log: events.EventLog | None = None,
-) -> RecoveryFSM:
-    """Restore a machine saved by :func:`to_dict`, after a supervisor restart.
+) -> Any:
+    """Restore a ``machine`` (the :class:`RecoveryFSM` class) saved by :func:`to_dict`, after a
+    supervisor restart.
 
     What survives: counters, redundancy modes, ladder positions, disabled and stopped
     partitions, restart windows and safe mode. The processes do not survive the
@@ -76,7 +79,7 @@ def from_dict(
     A snapshot that does not match ``policy`` raises :class:`~flight.errors.ConfigError`.
     """
     try:
-        return _restore(policy, data, now, log)
+        return _restore(machine, policy, data, now, log)
     except errors.ConfigError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -84,18 +87,19 @@ def from_dict(
 
 
 def _restore(
+    machine: type,
     policy: SupervisorPolicy,
     data: Mapping[str, Any],
     now: float | None,
     log: events.EventLog | None,
-) -> RecoveryFSM:
+) -> Any:
     _config(
         data["version"] == SNAPSHOT_VERSION,
         f"recovery snapshot version {data['version']!r}, expected {SNAPSHOT_VERSION}",
     )
     saved = float(data["now"])
     now = saved if now is None else now
-    RecoveryFSM._check_time(now)
+    machine._check_time(now)
     shift = 0.0 if now >= saved else now - saved
 
     def times(values: Iterable[Any]) -> list[float]:
@@ -107,7 +111,7 @@ def _restore(
         f"recovery snapshot is for partitions {sorted(parts)}, "
         f"the policy has {sorted(policy.names)}",
     )
-    fsm = RecoveryFSM(policy, now=now, log=log)
+    fsm = machine(policy, now=now, log=log)
     system = SystemState(data["system"])
     fsm._system = SystemState.NOMINAL if system is SystemState.RESET else system
     fsm._restart_times = times(data["restart_times"])
@@ -146,7 +150,7 @@ def _restore(
         p.replica_restarts = int(saved_part["replica_restarts"])
         p.storm_holds = int(saved_part.get("storm_holds", 0))
         p.votes = {
-            str(k): _VoteTrack(
+            str(k): VoteTrack(
                 times(v["times"]),
                 int(v["stage"]),
                 None if v["last"] is None else float(v["last"]) + shift,
