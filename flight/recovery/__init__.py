@@ -5,8 +5,9 @@ One concern per module, all pure (no I/O, no clock: every input carries ``now``)
 * :mod:`.messages`: the vocabulary, i.e. inputs, actions and the enums they use;
 * :mod:`.policy`: the restart table (:class:`PartitionPolicy`, :class:`SupervisorPolicy`), its
   one validator, and :func:`policy_from_mission`, which the mission parser runs at load;
+* :mod:`.state`: the machine's per-partition records;
 * :mod:`.machine`: :class:`RecoveryFSM`, the decisions;
-* :mod:`.snapshot`: the machine's state as plain data for the critical data store.
+* :mod:`.snapshot`: the records as plain data for the critical data store.
 
 This package re-exports the public names, so ``from flight.recovery import RecoveryFSM`` and
 ``recovery.Tick`` work as before. See docs/supervisor.md.
