@@ -44,6 +44,7 @@ from flight.health import Outcome
 from flight.jobs import ModelJob
 from flight.modes import REPLICAS
 from flight.partition import PartitionProcess
+from flight.recovery import policy_from_mission
 from flight.redundancy import decide
 from flight.telemetry import CounterCommitter, FrameReport, PartitionStats, housekeeping
 
@@ -601,34 +602,3 @@ def _policy_fingerprint(policy: Any) -> str:
     from flight.crc import crc32c
 
     return f"{crc32c(repr(policy).encode()):08x}"
-
-
-def policy_from_mission(mission: Any) -> Any:
-    """The recovery state machine's policy table from a validated mission."""
-    from flight import recovery
-
-    partitions = {
-        spec.name: recovery.PartitionPolicy(
-            name=spec.name,
-            restart=spec.restart_type,
-            max_restarts=spec.max_restarts,
-            period=spec.restart_period_s,
-            redundancy=spec.redundancy,
-            ladder=tuple(spec.escalation),
-            start_deadline=spec.start_deadline_s,
-            in_safe_mode=spec.in_safe_mode,
-        )
-        for spec in mission.partitions
-    }
-    order = mission.recovery.order or tuple(partitions)
-    return recovery.SupervisorPolicy(
-        partitions=tuple(partitions[name] for name in order),
-        strategy=mission.recovery.strategy,
-        max_restarts=mission.recovery.processor_reset_max,
-        period=mission.recovery.processor_reset_period_s,
-        max_safe_mode_entries=mission.recovery.safe_mode_max,
-        safe_mode_period=mission.recovery.safe_mode_period_s,
-        vote_alarms=mission.recovery.vote_alarm_threshold,
-        vote_period=mission.recovery.vote_alarm_period_s,
-        storm_upsets=mission.recovery.storm_upset_threshold,
-    )

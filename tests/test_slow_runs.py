@@ -92,12 +92,6 @@ def test_a_1000_frame_flare_with_the_storm_guard_keeps_tmr(guarded_flare):
     assert sum(summary["upsets"].values()) > 10_000  # the flare really hit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: in frame 173 replicas 1 and 2 are both hit and round logit 8 to the same "
-    "wrong value (1 ulp); replica 1 loses no word, so flight.redundancy.decide delivers its "
-    "output (the split rule needs every replica to lose a word): 1 SDC in 1,000 frames",
-)
 def test_a_1000_frame_flare_with_the_storm_guard_delivers_no_wrong_output(guarded_flare):
     assert guarded_flare["sdc"] == 0, guarded_flare
 
