@@ -54,7 +54,6 @@ class UnsupportedOpError(ConversionError):
     """An op, or an op configuration, that flight does not run; the message names the node."""
 
 
-_ELEMENTWISE_BINARY = {"Add", "Sub", "Mul", "Div"}
 _RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _ALIAS_OPS = {"Identity", "Dropout"}
 
