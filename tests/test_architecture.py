@@ -125,13 +125,7 @@ LOADER_CALLS = frozenset(
 
 # tools/ files that import from tests/ today, with the fix in progress; the check runs as a strict
 # xfail for them, so it turns red (XPASS) the day the fix merges: then delete the entry.
-TOOLS_IMPORTING_TESTS: dict[str, str] = {
-    "tools/bench.py": (
-        "bench_model() puts tests/model_exec on sys.path to import onnx_models.resnet18; another "
-        "branch is moving the model builder out of tests/ (issue 8): delete this entry when it "
-        "merges"
-    ),
-}
+TOOLS_IMPORTING_TESTS: dict[str, str] = {}
 
 
 # --------------------------------------------------------------------------------------------
