@@ -43,7 +43,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # What every module may say: the exception tree, event IDs, redundancy modes. Stdlib only.
     ("vocabulary", ("flight", "flight.errors", "flight.events", "flight.modes")),
     # The machine underneath: the C extension and its only loader, shared memory, numba cache.
-    ("platform", ("flight.native", "flight._native", "flight.shm", "flight.jitcache")),
+    (
+        "platform",
+        ("flight.native", "flight._native", "flight.shm", "flight.jitcache", "flight.atomic"),
+    ),
     # Keeping bytes right: CRCs, voting, protected memory and its scrubber.
     ("integrity", ("flight.crc", "flight.vote", "flight.memory", "flight.scrub")),
     # njit kernels: arrays in, arrays out.
