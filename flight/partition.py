@@ -39,19 +39,17 @@ __all__ = ["Ctl", "PartitionProcess", "WorkerDied"]
 
 
 class Ctl(IntEnum):
-    """Slots of a worker's control block."""
+    """Slots of a worker's control block (readiness is the ``R`` byte on the done pipe)."""
 
-    HEARTBEAT = 0
-    REQUEST = 1
-    DONE = 2
-    PID = 3
-    READY = 4
-    ACT_UPSETS = 6  # activation upsets to inject during the next request (test mode)
-    ACT_SEED = 7
-    VP_CORRECTED = 9  # words corrected at vote points (time-placement TMR)
-    VP_NO_MAJORITY = 10  # words without a majority at vote points (written back voted bitwise)
-    DONE_NS = 11  # CLOCK_MONOTONIC (ns, system-wide) when the last request was done
-    SIZE = 16
+    HEARTBEAT = 0  # bumped as a request is taken and after each replica / vote-point segment
+    REQUEST = 1  # the request the supervisor released
+    DONE = 2  # the request whose outputs are written
+    DONE_NS = 3  # CLOCK_MONOTONIC (ns, system-wide) when the last request was done
+    ACT_UPSETS = 4  # activation upsets to inject during the next request (test mode)
+    ACT_SEED = 5
+    VP_CORRECTED = 6  # words corrected at vote points (time-placement TMR)
+    VP_NO_MAJORITY = 7  # words without a majority at vote points (written back voted bitwise)
+    SIZE = 8
 
 
 class WorkerDied(Exception):
@@ -73,8 +71,6 @@ def _worker_main(
     def beat() -> None:
         ctl[Ctl.HEARTBEAT] += 1
 
-    ctl[Ctl.PID] = os.getpid()
-    ctl[Ctl.READY] = 1
     os.write(done_fd, b"R")
     try:
         while True:
