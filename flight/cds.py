@@ -77,6 +77,7 @@ from typing import Any
 import msgpack
 
 from flight import errors, events
+from flight.atomic import write_atomically
 from flight.crc import crc32c
 
 __all__ = [
@@ -509,23 +510,6 @@ class CriticalDataStore:
                 os.unlink(self._tmp_path(slot))
         self._stale_tmp = False
 
-    def _write_atomically(self, slot: int, blob: bytes) -> None:
-        tmp = self._tmp_path(slot)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.slot_path(slot))
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)  # makes the rename itself durable
-        finally:
-            os.close(dir_fd)
-
     def commit(self) -> bool:
         """Write the record to the slot not holding the newest valid copy, atomically.
 
@@ -540,7 +524,7 @@ class CriticalDataStore:
         try:
             if self._stale_tmp:
                 self._cleanup_tmp()
-            self._write_atomically(slot, blob)
+            write_atomically(self.slot_path(slot), blob, tmp=self._tmp_path(slot))
         except OSError as exc:
             self._record.sequence = sequence  # never reuse a number that may be on disk
             self.log.emit(

@@ -70,6 +70,18 @@ DWC_MISMATCH = _define(
     Severity.WARNING,
     "The two copies of a duplicate-with-compare computation disagree.",
 )
+VOTE_SPLIT = _define(
+    104,
+    "VOTE_SPLIT",
+    Severity.ERROR,
+    "Fewer than two replicas computed the voted output whole (each lost words): withheld.",
+)
+VOTE_POINT_NO_MAJORITY = _define(
+    103,
+    "VOTE_POINT_NO_MAJORITY",
+    Severity.WARNING,
+    "All three replicas differ at a vote point; the bitwise majority was written back.",
+)
 
 # --- protected memory and scrubbing (2xx) -------------------------------------------------------
 SCRUB_BLOCK_ERROR = _define(
@@ -311,6 +323,14 @@ VOTE_ESCALATION_HELD = _define(
     "VOTE_ESCALATION_HELD",
     Severity.WARNING,
     "A replica kept losing votes during an upset storm: no partition restart or degradation.",
+)
+
+# --- test mode (6xx) -----------------------------------------------------------------------------
+ORACLE_UPSET = _define(
+    600,
+    "ORACLE_UPSET",
+    Severity.WARNING,
+    "The fault-free reference (SDC oracle) was itself upset; that frame is not judged as SDC.",
 )
 
 #: Every declared event, by ID.

@@ -47,6 +47,7 @@ __all__ = [
     "MultiBitUpset",
     "SingleBitUpset",
     "StuckAt",
+    "activation_upset_hooks",
     "apply",
     "as_bytes",
     "flip_bits",
@@ -374,3 +375,36 @@ def flip_process_memory(pid: int, address: int, bit: int) -> Injection:
         os.close(fd)
     offset = 8 * address + bit
     return Injection(f"pid:{pid}", SingleBitUpset(bit=offset), address, (offset,), old, new)
+
+
+def activation_upset_hooks(replicas: list, count: int, seed: int) -> dict[int, dict]:
+    """``after`` hooks (per replica index) flipping ``count`` random bits in activations, right
+    after they are computed. Runs inside a worker.
+
+    The sites (replica, tensor, bit) are drawn from ``seed`` weighted by tensor size, so an
+    upset in a large feature map is likelier than in a logit, as in real memory.
+    """
+    rng = np.random.default_rng(seed)
+    hooks_by_replica: list[dict] = [{} for _ in replicas]
+    sites = []
+    for index, replica in enumerate(replicas):
+        for life in replica.model.lives:
+            if life.name in replica.model.input_names or life.nbytes == 0:
+                continue
+            sites.append((index, life.name, life.nbytes))
+    if not sites or count <= 0:
+        return {}
+    weights = np.array([s[2] for s in sites], dtype=np.float64)
+    chosen = rng.choice(len(sites), size=count, p=weights / weights.sum())
+    for pick in chosen:
+        index, name, nbytes = sites[int(pick)]
+        bit = int(rng.integers(0, nbytes * 8))
+        previous = hooks_by_replica[index].get(name)
+
+        def hook(buffer, _bit=bit, _previous=previous):
+            if _previous is not None:
+                _previous(buffer)
+            flip_bits(buffer.reshape(-1).view(np.uint8), [_bit])
+
+        hooks_by_replica[index][name] = hook
+    return {i: h for i, h in enumerate(hooks_by_replica) if h}

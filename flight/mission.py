@@ -99,14 +99,19 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     anyway: a temporary directory would silently lose the boot and reset counts.
     :meth:`CdsConfig.ensure` creates the directory.
 
-Cross-checks ("conflicting limits"): a partition's ``max_restarts`` may not exceed
-``processor_reset_max`` (a crash-looping partition would reset the processor before its own
-limit and ladder could act: the partition's limit would be a dead letter; the recovery state
-machine also checks the worst case over the whole ladder); a ladder with ``"safe_mode"``
-needs ``safe_mode_max >= 1``; ``heartbeat_timeout_ms`` must be shorter than the watchdog
-timeout, or the watchdog (withholding strokes for the hung partition) resets the board before
-the health monitor can restart the partition; and the rules above relating periods, deadlines
-and budgets.
+The restart table (``restart_type``, ``max_restarts``, ``restart_period_s``, ``escalation``,
+``in_safe_mode``, ``start_deadline_s`` and the whole ``[recovery]`` section) is validated by
+the recovery policy itself (:func:`flight.recovery.policy.policy_from_mission`, run at load, its
+errors naming the keys above), so that a mission that loads always yields its policy. Its
+cross-checks ("conflicting limits"): the worst case of a partition's ladder (the restarts a
+crash loop can order before the ladder stops it, e.g. 11 for ``tmr``, ``max_restarts = 3`` and
+the default ladder) may not exceed ``processor_reset_max`` (the processor would be reset before
+the ladder could act); a ladder with ``"safe_mode"`` needs ``safe_mode_max >= 1``. This parser
+checks the types and ranges of the keys, and the rules that involve the rest of the file:
+``heartbeat_timeout_ms`` must be shorter than the watchdog timeout, or the watchdog
+(withholding strokes for the hung partition) resets the board before the health monitor can
+restart the partition; a ``temporary`` partition has no ``max_restarts``; and the rules above
+relating periods, deadlines and budgets.
 """
 
 from __future__ import annotations
@@ -124,6 +129,8 @@ from typing import Any
 
 from flight import errors
 from flight.modes import MODES, REPLICAS
+from flight.recovery.messages import Step
+from flight.recovery.policy import policy_from_mission
 
 __all__ = [
     "DEFAULT_MISSION",
@@ -143,9 +150,6 @@ DEFAULT_MISSION = "default_mission.toml"
 
 JOBS = ("model",)
 PLACEMENTS = ("time", "space")
-RESTART_TYPES = ("permanent", "transient", "temporary")
-ESCALATION_STEPS = ("degrade", "disable", "safe_mode", "reset")  # in order of severity
-STRATEGIES = ("one_for_one", "rest_for_one", "one_for_all")
 WATCHDOG_KINDS = ("none", "software", "hardware")
 
 # Same limits as flight.memory (checked by the tests); not imported, so validating a mission
@@ -509,7 +513,7 @@ class _Parser:
         recovery = self.recovery(self.table(doc, "recovery"), schedule, partitions)
         scrub = self.scrub(self.table(doc, "scrub"), partitions)
         cds = self.cds(self.table(doc, "cds"), test_mode)
-        return Mission(
+        result = Mission(
             name=name,
             seed=seed,
             test_mode=test_mode,
@@ -521,6 +525,11 @@ class _Parser:
             cds=cds,
             source=self.source,
         )
+        try:  # the restart table's one validator (flight.recovery.policy), at load
+            policy_from_mission(result)
+        except errors.ConfigError as exc:
+            raise self.error(str(exc)) from None
+        return result
 
     def schedule(self, t: _Table) -> Schedule:
         minor = t.integer("minor_frame_ms", 1, 10_000)
@@ -594,7 +603,7 @@ class _Parser:
         if any(not v for v in vote_points):
             raise t.error("vote_points may not contain an empty name")
 
-        restart_type = t.choice("restart_type", RESTART_TYPES, "permanent")
+        restart_type = t.string("restart_type", "permanent")
         heartbeat = t.number("heartbeat_timeout_ms", 3_600_000, 3.0 * period_ms, " ms")
         if heartbeat < period_ms:
             raise t.error(
@@ -619,29 +628,8 @@ class _Parser:
                 f"restart_period_s {_fmt(restart_period)} is shorter than its period "
                 f"({period_ms} ms)"
             )
-        default_ladder = tuple(s for s in ESCALATION_STEPS if s != "degrade" or replicas > 1)
+        default_ladder = tuple(s.value for s in Step if s is not Step.DEGRADE or replicas > 1)
         ladder = t.strings("escalation", default_ladder)
-        unknown = [s for s in ladder if s not in ESCALATION_STEPS]
-        if unknown:
-            raise t.error(
-                f"escalation step {unknown[0]!r} is not one of {', '.join(ESCALATION_STEPS)}"
-            )
-        if not ladder:
-            raise t.error("escalation needs at least one step")
-        if list(ladder) != sorted(ladder, key=ESCALATION_STEPS.index):
-            raise t.error(
-                f"escalation {list(ladder)} must climb in order of severity: "
-                f"{' -> '.join(ESCALATION_STEPS)}"
-            )
-        if ladder[-1] not in ("disable", "reset"):
-            raise t.error(
-                f'escalation {list(ladder)} must end with "disable" or "reset", so that a '
-                "partition that keeps failing always ends somewhere"
-            )
-        if "degrade" in ladder and replicas == 1:
-            raise t.error(
-                'escalation step "degrade" needs redundancy to shed (redundancy = "none")'
-            )
         in_safe_mode = t.boolean("in_safe_mode", True)
         start_deadline = t.number("start_deadline_s", 3600, 10.0, " s")
         t.finish()
@@ -687,17 +675,8 @@ class _Parser:
     def recovery(
         self, t: _Table, schedule: Schedule, partitions: tuple[PartitionConfig, ...]
     ) -> RecoveryConfig:
-        names = tuple(p.name for p in partitions)
-        strategy = t.choice("strategy", STRATEGIES, "one_for_one")
-        order = t.strings("order", names)
-        unknown = [n for n in order if n not in names]
-        if unknown:
-            raise t.error(
-                f"order names unknown partition {unknown[0]!r} (partitions: {', '.join(names)})"
-            )
-        missing = [n for n in names if n not in order]
-        if missing:
-            raise t.error(f"order leaves out partition {missing[0]!r}: list every partition")
+        strategy = t.string("strategy", "one_for_one")
+        order = t.strings("order", tuple(p.name for p in partitions))
         reset_max = t.integer("processor_reset_max", 1, 10_000, 30)
         reset_period = t.number("processor_reset_period_s", 30 * 86400, 60.0, " s")
         safe_max = t.integer("safe_mode_max", 0, 1000, 2)
@@ -711,20 +690,6 @@ class _Parser:
                 f"vote_alarm_period_s {_fmt(alarm_period)} is shorter than the major frame "
                 f"({schedule.major_frame_ms} ms)"
             )
-        for p in partitions:
-            if p.max_restarts > reset_max:
-                raise errors.ConfigError(
-                    f"{self.source}: partition {p.name!r}: max_restarts {p.max_restarts} "
-                    f"exceeds the processor-reset budget ([recovery] processor_reset_max "
-                    f"{reset_max} restarts in {_fmt(reset_period)} s over all partitions): a crash "
-                    "loop would reset the processor before the partition's own limit acts"
-                )
-            if "safe_mode" in p.escalation and safe_max == 0:
-                raise errors.ConfigError(
-                    f"{self.source}: partition {p.name!r}: escalation goes to safe_mode but "
-                    "[recovery] safe_mode_max is 0: every safe-mode step would be a processor "
-                    "reset"
-                )
         return RecoveryConfig(
             strategy=strategy,
             order=order,

@@ -8,14 +8,15 @@ produces its first output within milliseconds, without importing or compiling an
 Protocol (no pickling on the hot path):
 
 * a control block of uint64 words in shared memory (:class:`Ctl` names the slots): the worker
-  bumps ``HEARTBEAT`` as it starts and finishes each request and copies ``REQUEST`` to ``DONE``
-  when its outputs are written;
+  bumps ``HEARTBEAT`` as it takes a request and after each replica (or vote-point segment) it
+  computes, and copies ``REQUEST`` to ``DONE`` when its outputs are written;
 * a *wake* pipe (supervisor -> worker): one byte per request (``b"Q"`` asks it to exit);
 * a *done* pipe (worker -> supervisor): one byte per finished request, so the supervisor waits
   with ``select`` and a deadline; end-of-file on it means the worker died.
 
-The supervisor detects a hang as a request not done within the heartbeat timeout, and a crash as
-end-of-file / a reaped exit status.
+The health monitor (:mod:`flight.health`) detects a hang as a request not done while the
+heartbeat stands still for the heartbeat timeout, and a crash as end-of-file / a reaped exit
+status.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from enum import IntEnum
 
 import numpy as np
@@ -38,59 +39,21 @@ __all__ = ["Ctl", "PartitionProcess", "WorkerDied"]
 
 
 class Ctl(IntEnum):
-    """Slots of a worker's control block."""
+    """Slots of a worker's control block (readiness is the ``R`` byte on the done pipe)."""
 
-    HEARTBEAT = 0
-    REQUEST = 1
-    DONE = 2
-    PID = 3
-    READY = 4
-    ACT_UPSETS = 6  # activation upsets to inject during the next request (test mode)
-    ACT_SEED = 7
-    VP_CORRECTED = 9  # words corrected at vote points (time-placement TMR)
-    VP_NO_MAJORITY = 10
-    SIZE = 16
+    HEARTBEAT = 0  # bumped as a request is taken and after each replica / vote-point segment
+    REQUEST = 1  # the request the supervisor released
+    DONE = 2  # the request whose outputs are written
+    DONE_NS = 3  # CLOCK_MONOTONIC (ns, system-wide) when the last request was done
+    ACT_UPSETS = 4  # activation upsets to inject during the next request (test mode)
+    ACT_SEED = 5
+    VP_CORRECTED = 6  # words corrected at vote points (time-placement TMR)
+    VP_NO_MAJORITY = 7  # words without a majority at vote points (written back voted bitwise)
+    SIZE = 8
 
 
 class WorkerDied(Exception):
     """Internal signal: the worker's done pipe reached end-of-file."""
-
-
-Hook = Callable[[np.ndarray, int], None]
-
-
-def _inject_activation_upsets(replicas, count: int, seed: int) -> dict:
-    """Hooks flipping ``count`` random bits in activations, right after they are computed.
-
-    The sites (replica, tensor, bit) are drawn from ``seed`` weighted by tensor size, so an
-    upset in a large feature map is likelier than in a logit, as in real memory.
-    """
-    from flight.inject import flip_bits
-
-    rng = np.random.default_rng(seed)
-    hooks_by_replica: list[dict] = [{} for _ in replicas]
-    sites = []
-    for index, replica in enumerate(replicas):
-        for life in replica.model.lives:
-            if life.name in replica.model.input_names or life.nbytes == 0:
-                continue
-            sites.append((index, life.name, life.nbytes))
-    if not sites or count <= 0:
-        return {}
-    weights = np.array([s[2] for s in sites], dtype=np.float64)
-    chosen = rng.choice(len(sites), size=count, p=weights / weights.sum())
-    for pick in chosen:
-        index, name, nbytes = sites[int(pick)]
-        bit = int(rng.integers(0, nbytes * 8))
-        previous = hooks_by_replica[index].get(name)
-
-        def hook(buffer, _bit=bit, _previous=previous):
-            if _previous is not None:
-                _previous(buffer)
-            flip_bits(buffer.reshape(-1).view(np.uint8), [_bit])
-
-        hooks_by_replica[index][name] = hook
-    return {i: h for i, h in enumerate(hooks_by_replica) if h}
 
 
 def _worker_main(
@@ -104,8 +67,10 @@ def _worker_main(
         from flight.redundancy import VotePoints
 
         staged = VotePoints(list(replicas), list(vote_points))
-    ctl[Ctl.PID] = os.getpid()
-    ctl[Ctl.READY] = 1
+
+    def beat() -> None:
+        ctl[Ctl.HEARTBEAT] += 1
+
     os.write(done_fd, b"R")
     try:
         while True:
@@ -113,21 +78,24 @@ def _worker_main(
             if not byte or byte == b"Q":
                 os._exit(0)
             request = int(ctl[Ctl.REQUEST])
-            ctl[Ctl.HEARTBEAT] += 1
+            beat()
             upsets = int(ctl[Ctl.ACT_UPSETS])
             hooks = {}
-            if upsets:
-                hooks = _inject_activation_upsets(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
+            if upsets:  # test mode only: the supervisor's TestMode sets the count
+                from flight.inject import activation_upset_hooks
+
+                hooks = activation_upset_hooks(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
                 ctl[Ctl.ACT_UPSETS] = 0
             if staged is not None:
-                staged.run(input_buffer, hooks)
+                staged.run(input_buffer, hooks, progress=beat)
                 ctl[Ctl.VP_CORRECTED] = staged.corrected
                 ctl[Ctl.VP_NO_MAJORITY] = staged.no_majority
             else:
                 for index, replica in enumerate(replicas):
                     replica.run(input_buffer, after=hooks.get(index))
+                    beat()
+            ctl[Ctl.DONE_NS] = time.monotonic_ns()
             ctl[Ctl.DONE] = request
-            ctl[Ctl.HEARTBEAT] += 1
             os.write(done_fd, b"D")
     except BaseException:  # a bug or a corrupted state: die loudly, the supervisor restarts us
         traceback.print_exc(file=sys.stderr)
@@ -156,6 +124,10 @@ class PartitionProcess:
         self._done_fd: int | None = None
         self._close_in_child = close_in_child
         self.exit_status: int | None = None  # os.waitpid status of the last worker
+        #: the heartbeat as the last request was released (the health monitor's reference)
+        self.heartbeat_at_release = 0
+        #: when the last request was released (CLOCK_MONOTONIC ns, as the worker's DONE_NS)
+        self.released_ns = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -254,10 +226,18 @@ class PartitionProcess:
     def heartbeat(self) -> int:
         return int(self.ctl[Ctl.HEARTBEAT])
 
+    @property
+    def done_after_s(self) -> float:
+        """Seconds from the last request's release to its completion (by the worker's clock
+        stamp, so a supervisor that looks late does not make the worker late)."""
+        return (int(self.ctl[Ctl.DONE_NS]) - self.released_ns) / 1e9
+
     def request(self, sequence: int, activation_upsets: int = 0, seed: int = 0) -> None:
         """Ask the worker to compute its replicas on the current input buffer."""
         self.ctl[Ctl.ACT_UPSETS] = activation_upsets
         self.ctl[Ctl.ACT_SEED] = seed
+        self.heartbeat_at_release = self.heartbeat
+        self.released_ns = time.monotonic_ns()
         self.ctl[Ctl.REQUEST] = sequence
         try:
             os.write(self._wake_fd, b"W")
@@ -293,3 +273,8 @@ class PartitionProcess:
     def vote_point_corrections(self) -> int:
         """Words corrected at vote points by the current worker since it started."""
         return int(self.ctl[Ctl.VP_CORRECTED])
+
+    @property
+    def vote_point_no_majority(self) -> int:
+        """Words without a majority at vote points, by the current worker since it started."""
+        return int(self.ctl[Ctl.VP_NO_MAJORITY])

@@ -34,6 +34,7 @@ class RedundantResult:
     corrected: int = 0  # TMR: words in which a replica was outvoted
     lost: tuple[int, int, int] = (0, 0, 0)  # TMR: words each replica lost
     no_majority: int = 0  # TMR: words where all three differ
+    split: bool = False  # TMR: fewer than two replicas computed the voted output whole
     mismatches: int = 0  # DWC: mismatching words on the first execution
     reexecuted: bool = False  # DWC: a mismatch triggered a second execution
 
@@ -97,13 +98,20 @@ def decide(
         )
     assert vote is not None, "TMR needs a prepared vote"
     result = vote.words()
-    delivered = result.no_majority == 0
+    # Delivered only if two replicas computed this whole output (each lost no word): a vote
+    # assembled word by word from replicas that were each hit somewhere is evidence of
+    # nothing, since two hit replicas can agree on a wrong word (two upsets rounding a logit
+    # the same way, seen under a flare). With one faulty replica, TMR's assumption, the other
+    # two lose nothing and the output is delivered.
+    split = sorted(result.lost)[1] > 0
+    delivered = result.no_majority == 0 and not split
     return RedundantResult(
         vote.out if delivered else None,
         delivered,
         corrected=result.corrected,
         lost=result.lost,
         no_majority=result.no_majority,
+        split=split,
     )
 
 
@@ -132,8 +140,14 @@ class VotePoints:
         self.corrected = 0  # words corrected at vote points
         self.no_majority = 0
 
-    def run(self, x: np.ndarray, hooks: dict | None = None) -> None:
-        """One inference of all three replicas; ``hooks[i]`` are replica i's ``after`` hooks."""
+    def run(
+        self,
+        x: np.ndarray,
+        hooks: dict | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> None:
+        """One inference of all three replicas; ``hooks[i]`` are replica i's ``after`` hooks;
+        ``progress()`` is called after each segment (a worker's heartbeat)."""
         hooks = hooks or {}
         for segment, (start, stop) in enumerate(self.bounds):
             for index, replica in enumerate(self.replicas):
@@ -148,3 +162,5 @@ class VotePoints:
                     voted = self._scratch[self.names[segment]]
                     for replica in self.replicas:
                         np.copyto(replica.buffer(self.names[segment]), voted)
+            if progress is not None:
+                progress()

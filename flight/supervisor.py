@@ -1,151 +1,117 @@
-"""The supervisor: the frame schedule, redundant execution, health monitoring and recovery.
+"""The supervisor: the frame schedule, and the recovery machine's hands.
 
 One supervisor process owns everything that must survive a partition's failure: the mission,
 the models' weights (in shared memory, one copy per replica, scrubbed every frame), the recovery
 state machine (:mod:`flight.recovery`, pure), the critical data store (:mod:`flight.cds`) and the
 watchdog (:mod:`flight.watchdog`). Partitions (:mod:`flight.partition`) are forked workers that
-only compute.
+only compute. The supervisor's parts each have their own module:
 
-Each minor frame the supervisor, for every partition due in it:
+* :mod:`flight.jobs`: what a partition computes (model, replicas, buffers, data set);
+* :mod:`flight.health`: did its workers complete, hang or crash;
+* :mod:`flight.redundancy`: deliver, correct or withhold the replicas' outputs;
+* :mod:`flight.telemetry`: the counters and the housekeeping built from them;
+* :mod:`flight.testmode`: simulated radiation and the SDC oracle (test-mode missions only).
 
-1. writes the next input into the partition's shared input buffer (the demo job cycles through
-   its data set), and lets the simulated radiation act (test mode, :mod:`flight.radiation`):
-   bit flips land in weight copies now and in activations during the inference;
-2. wakes the partition's worker(s) and waits for them up to the partition's deadline: a worker
-   that dies is a *crash*, one still not done at its heartbeat timeout a *hang*;
-3. votes (TMR, word by word), compares (DWC, re-executing once on a mismatch) or takes (simplex)
-   the replicas' outputs; an output without a majority is *withheld*, never delivered; a replica
-   that loses a vote raises a *vote alarm*;
-4. in test mode with radiation, compares what it delivers with a fault-free shadow computation
-   (private weights radiation never touches): a delivered output that differs is *silent data
-   corruption* (SDC).
+Each minor frame the supervisor lets the simulated radiation act (test mode), runs the scrubber
+within its byte budget, and then, for every partition due in the frame: loads its next input,
+releases it to the partition's worker(s), asks the health monitor for the outcome, decides on
+the replicas' outputs (TMR vote, DWC compare with one re-execution, or simplex) and, in test
+mode, judges a delivered output against the oracle. It strokes the watchdog if every
+partition proved progress and commits counters to the critical data store once per major
+frame.
 
-Then it runs the scrubber within its byte budget, strokes the watchdog if every partition proved
-progress, feeds every fault to the recovery state machine and carries out its actions (kill,
-restart, re-verify weights, degrade TMR -> DWC -> simplex, disable, safe mode, processor reset),
-and commits counters to the critical data store once per major frame.
+Every fault becomes an input to the recovery state machine. Inputs are queued and handled one
+at a time, as an Erlang/OTP supervisor handles its mailbox: the actions the machine returns
+for one input (kill, restart, re-verify weights, degrade TMR -> DWC -> simplex, disable, safe
+mode, processor reset) are all carried out before the next input, including the inputs that
+carrying them out produced (a restarted partition reports :class:`PartitionStarted`), so the
+machine never sees a world in which only half of its decision has happened.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections import Counter
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flight import errors, events
+from flight import errors, events, health
+from flight.health import Outcome
+from flight.jobs import ModelJob
 from flight.modes import REPLICAS
-from flight.partition import PartitionProcess, WorkerDied
+from flight.partition import PartitionProcess
+from flight.recovery import policy_from_mission
 from flight.redundancy import decide
-from flight.shm import shared_bytes, shared_zeros
-from flight.vote import prepare
+from flight.telemetry import CounterCommitter, FrameReport, PartitionStats, housekeeping
 
-__all__ = ["FrameReport", "PartitionRuntime", "Supervisor"]
+__all__ = ["FrameReport", "PartitionRuntime", "Supervisor", "policy_from_mission"]
 
 
-@dataclass
-class PartitionStats:
-    """Per-partition counters (housekeeping telemetry)."""
-
-    frames: int = 0  # inferences attempted
-    delivered: int = 0
-    withheld: int = 0
-    unavailable: int = 0  # frames skipped: partition restarting or disabled
-    corrected: int = 0  # delivered outputs in which a vote corrected something
-    correct: int = 0  # delivered outputs whose class matches the label
-    labelled: int = 0
-    sdc: int = 0
-    dwc_reexecutions: int = 0
-    replica_restarts: int = 0
-    vote_point_corrections: int = 0  # words resynced at vote points
-    golden_reloads: int = 0  # unrepairable weight blocks rewritten from the golden image
-    deadline_misses: int = 0
-    lost: list[int] = field(default_factory=lambda: [0, 0, 0])
-    restarts: Counter = field(default_factory=Counter)
-    restart_seconds: list[float] = field(default_factory=list)  # kill -> first good output
+class StartInterrupted(BaseException):
+    """A stop request (SIGTERM, SIGINT) arrived while the models were still loading: unwind
+    the cold start, then shut down as after any run. A BaseException, like KeyboardInterrupt,
+    so that no ``except Exception`` on the way swallows it."""
 
 
 class PartitionRuntime:
-    """One partition as the supervisor runs it: model, workers, votes, counters."""
+    """One partition as the supervisor runs it: its job, workers, mode and counters."""
 
-    def __init__(
-        self,
-        spec: Any,
-        model: Any,
-        dataset: tuple[np.ndarray, np.ndarray] | None,
-        shadow: Any | None,
-    ) -> None:
+    def __init__(self, spec: Any, job: ModelJob) -> None:
         self.spec = spec
         self.name = spec.name
-        self.model = model
+        self.job = job
         self.mode = spec.redundancy
         self.placement = spec.placement
-        self.dataset = dataset
-        self.shadow = shadow
-        self.output_name = model.output_names[0]
-        self.input = shared_zeros(model.shapes[model.input_names[0]])
-        self.replicas = [model.replica(i) for i in range(model.copies)]
-        self.outputs = [r.buffer(self.output_name) for r in self.replicas]
-        self.vote = prepare(*self.outputs[:3], np.empty_like(self.outputs[0]))
         self.workers: list[PartitionProcess] = []
-        self.sample = 0
         self.sequence = 0
         self.disabled = False
         self.pending_restart_since: float | None = None
         self.stats = PartitionStats()
+        self._vote_points_seen = (0, 0)  # (corrected, no majority) of the current worker
 
     def active_replicas(self) -> list[int]:
         return list(range(REPLICAS[self.mode]))
 
     def build_workers(self, close_in_child: Callable[[], list[int]]) -> None:
-        """Time placement: one worker computes the active replicas in turn; space placement:
-        one worker per replica (each its own failure domain, running in parallel)."""
-        active = self.active_replicas()
-        self.vp_seen = 0  # vote-point corrections already counted from the current worker
+        """Time placement: one worker computes the active replicas in turn (voting at the
+        mission's vote points while in TMR); space placement: one worker per replica (each
+        its own failure domain, running in parallel)."""
+        active = [self.job.replicas[i] for i in self.active_replicas()]
+        self._vote_points_seen = (0, 0)
         if self.placement == "space":
             self.workers = [
-                PartitionProcess(
-                    f"{self.name}[{i}]", [self.replicas[i]], self.input, close_in_child
-                )
-                for i in active
+                PartitionProcess(f"{self.name}[{i}]", [r], self.job.input, close_in_child)
+                for i, r in enumerate(active)
             ]
         else:
+            vote_points = self.spec.vote_points if self.mode == "tmr" else ()
             self.workers = [
-                PartitionProcess(
-                    self.name, [self.replicas[i] for i in active], self.input, close_in_child
-                )
+                PartitionProcess(self.name, active, self.job.input, close_in_child, vote_points)
             ]
 
-    def next_input(self) -> int | None:
-        """Load the next sample into the shared input buffer; returns its label, if any."""
-        if self.dataset is None:
-            self.input[...] = 0.0
-            return None
-        x, y = self.dataset
-        index = self.sample % len(x)
-        self.sample += 1
-        self.input[...] = x[index : index + 1].reshape(self.input.shape)
-        return int(y[index])
-
-
-@dataclass
-class FrameReport:
-    frame: int
-    delivered: int = 0
-    withheld: int = 0
-    corrected: int = 0
-    sdc: int = 0
-    faults: list[str] = field(default_factory=list)
+    def collect_vote_points(self, log: events.EventLog) -> None:
+        """Add what the worker's vote points corrected (or could not) since the last look."""
+        if self.placement != "time" or not self.workers:
+            return
+        worker = self.workers[0]
+        corrected_before, no_majority_before = self._vote_points_seen
+        seen = (worker.vote_point_corrections, worker.vote_point_no_majority)
+        corrected, no_majority = seen[0] - corrected_before, seen[1] - no_majority_before
+        self._vote_points_seen = seen
+        self.stats.vote_point_corrections += corrected
+        self.stats.vote_point_no_majority += no_majority
+        if no_majority:
+            log.emit(events.VOTE_POINT_NO_MAJORITY, partition=self.name, words=no_majority)
 
 
 class Supervisor:
-    """Runs a mission: see the module docstring. Construct, then :meth:`run`."""
+    """Runs a mission: see the module docstring. Construct (cheap: the mission's checks, the
+    CDS claim and the boot record), then :meth:`run` (or :meth:`load`, :meth:`start`,
+    :meth:`step`). ``environment`` (simulated radiation) needs a test-mode mission."""
 
     def __init__(
         self,
@@ -161,10 +127,18 @@ class Supervisor:
     ) -> None:
         from flight import recovery
         from flight.cds import CriticalDataStore
-        from flight.model import load as load_model
         from flight.scrub import Scrubber
+        from flight.testmode import require_test_mode
         from flight.watchdog import make_watchdog
 
+        for spec in mission.partitions:
+            if spec.vote_points and spec.placement == "space":
+                raise errors.ConfigError(
+                    f"partition {spec.name!r}: vote points need time placement (the replicas "
+                    "must meet between layers; space-placed replicas only meet at the output)"
+                )
+        if environment is not None:  # the injection gate, before anything is loaded
+            require_test_mode(mission, f"simulated radiation ({environment!r})")
         self.mission = mission
         self.clock = clock
         self.realtime = realtime
@@ -175,62 +149,37 @@ class Supervisor:
         self.exit_code: int | None = None
         self.safe_mode = False
         self.partitions: list[PartitionRuntime] = []
-        rng_seed = int(mission.seed)
-        self._rng = np.random.default_rng(rng_seed)
-        simulate = environment is not None
-        for spec in mission.partitions:
-            if spec.vote_points and spec.placement == "space":
-                raise errors.ConfigError(
-                    f"partition {spec.name!r}: vote points need time placement (the replicas "
-                    "must meet between layers; space-placed replicas only meet at the output)"
-                )
-            model = load_model(
-                spec.model_path,
-                copies=3,
-                allocate=shared_bytes,
-                block_size=mission.scrub.block_size,
-                region_name=f"{spec.name}/weights",
-            )
-            for name in spec.vote_points:
-                model.replica(0).node_index(name)  # ModelError now, not a dead worker later
-            dataset = None
-            if spec.dataset_path is not None:
-                dataset = _load_dataset(spec, model.shapes[model.input_names[0]])
-            shadow = load_model(spec.model_path, copies=1) if simulate else None
-            runtime = PartitionRuntime(spec, model, dataset, shadow)
-            self._warm_up(runtime)
-            self.partitions.append(runtime)
-        self.by_name = {p.name: p for p in self.partitions}
-        self.scrubber = Scrubber(
-            [p.model.weights for p in self.partitions], log=self.log, clock=clock
-        )
-        self.watchdog = make_watchdog(mission.watchdog, log=self.log)
+        self.by_name: dict[str, PartitionRuntime] = {}
+        self.test_mode: Any = None  # flight.testmode.TestMode once loaded, in test mode
+        self._environment = environment
+        self._accelerate = accelerate
+        self._rng = np.random.default_rng(int(mission.seed))
+        # The simulated compute window of each frame: weights and live activations are exposed
+        # during it. A fixed parameter, not the measured compute time, so that a seeded run
+        # replays the same upsets on any machine.
+        self._compute_s = compute_window_s
+        self.scrubber = Scrubber([], log=self.log, clock=clock)  # the weights join at load
+        self.watchdog = make_watchdog(mission.watchdog, log=self.log)  # armed at first stroke
         if cds_directory is None:
             mission.cds.ensure()
             cds_directory = str(mission.cds.directory)
         else:
             type(mission.cds)(Path(cds_directory)).ensure()  # create it, or say why not
+        self.cds_directory = str(cds_directory)
         self.cds = CriticalDataStore(cds_directory, log=self.log)
         self.cds.claim()  # one supervisor per state directory, or CdsBusyError
         self.fsm, self.restored = self._recovery_state(
             recovery, policy_from_mission(mission), fresh_recovery
         )
-        for p in self.partitions:  # a restored machine may have degraded or disabled some
-            p.mode = self.fsm.mode(p.name)
-            p.disabled = self.fsm.state(p.name).value in ("disabled", "stopped")
-        self.cds_directory = str(cds_directory)
         self.boot = self.cds.begin_boot("flight run")
-        self._committed: dict[str, int] = {}
-        self.radiation = None
-        self._weight_targets: list[str] = []
-        self._activation_targets: list[str] = []
-        # The simulated compute window of each frame: weights and live activations are exposed
-        # during it. A fixed parameter, not the measured compute time, so that a seeded run
-        # replays the same upsets on any machine.
-        self._compute_s = compute_window_s
-        if simulate:
-            self.radiation = self._make_radiation(environment, accelerate, rng_seed)
+        self._counters = CounterCommitter()
+        self._inputs: deque[Any] = deque()
+        self._handling = False
+        self._loading = False
+        self._loaded = False
         self._started = False
+        #: the cold start was cut short by a stop request (nothing ran)
+        self.interrupted_start = False
 
     # --- set-up -----------------------------------------------------------------------------
     def _recovery_state(self, recovery: Any, policy: Any, fresh: bool) -> tuple[Any, bool]:
@@ -253,41 +202,62 @@ class Supervisor:
                 self.log.emit(events.RECOVERY_STATE_DISCARDED, reason=str(exc))
         return recovery.RecoveryFSM(policy, now=self.clock(), log=self.log), False
 
-    @staticmethod
-    def _warm_up(runtime: PartitionRuntime) -> None:
-        """Compile (or load from the numba cache) every kernel in this process, before any
-        fork, so that a (re)started worker computes at once."""
-        for replica in runtime.replicas:
-            replica.run(runtime.input)
-        if runtime.shadow is not None:
-            runtime.shadow.run(np.asarray(runtime.input))
+    def request_stop(self) -> None:
+        """Finish the current frame and shut down (a signal handler calls this). During the
+        cold start, which can take tens of seconds of kernel compilation, it interrupts the
+        loading at once instead."""
+        self.stop_requested = True
+        if self._loading:
+            raise StartInterrupted
 
-    def _make_radiation(self, environment: str, accelerate: float, seed: int) -> Any:
-        from flight.radiation import ENVIRONMENTS, RadiationSimulator, Target
+    def load(self) -> None:
+        """Load every partition's model (weight copies in shared memory) and data set, and
+        compile the kernels in this process, before any fork: the cold start."""
+        if self._loaded:
+            return
+        from flight.scrub import Scrubber
 
-        targets = []
-        for p in self.partitions:
-            for i in range(p.model.copies):
-                targets.append(Target(f"{p.name}/weights[{i}]", p.model.weights.raw(i)))
-                self._weight_targets.append(targets[-1].name)
-            for i, replica in enumerate(p.replicas):
-                # drawn here, applied inside the worker at a random node boundary (the
-                # activations are live only while it computes)
-                arena = replica.arena.view(np.uint8)
-                targets.append(Target(f"{p.name}/activations[{i}]", arena, apply=False))
-                self._activation_targets.append(targets[-1].name)
-        return RadiationSimulator(
-            ENVIRONMENTS[environment], targets, seed=seed, accelerate=accelerate
-        )
+        self._loading = True
+        try:
+            if self.stop_requested:
+                raise StartInterrupted
+            for spec in self.mission.partitions:
+                job = ModelJob(spec, self.mission.scrub.block_size)
+                job.warm_up()
+                p = PartitionRuntime(spec, job)
+                # a restored machine may have degraded or disabled it
+                p.mode = self.fsm.mode(p.name)
+                p.disabled = self.fsm.state(p.name).value in ("disabled", "stopped")
+                self.partitions.append(p)
+                self.by_name[p.name] = p
+            self.scrubber = Scrubber(
+                [p.job.weights for p in self.partitions], log=self.log, clock=self.clock
+            )
+            if self._environment is not None:
+                from flight.testmode import TestMode
+
+                jobs = {p.name: p.job for p in self.partitions}
+                self.test_mode = TestMode(
+                    self.mission, jobs, self._environment, self._accelerate, self.log
+                )
+                for p in self.partitions:
+                    self.test_mode.warm_up(p.name, np.asarray(p.job.input))
+            self._loaded = True
+        except StartInterrupted:
+            self.interrupted_start = True
+        finally:
+            self._loading = False
 
     def _fds(self) -> list[int]:
         return [fd for p in self.partitions for w in p.workers for fd in w.fds()]
 
     def start(self) -> None:
-        """Fork every partition's workers and wait until they are ready."""
+        """Load (if not yet), then fork every partition's workers and wait until they are
+        ready."""
         from flight import recovery
 
-        if self._started:
+        self.load()
+        if self._started or not self._loaded:
             return
         for p in self.partitions:
             p.build_workers(self._fds)
@@ -296,7 +266,7 @@ class Supervisor:
             for worker in p.workers:
                 worker.start()
             ready = all(w.wait_ready(timeout=p.spec.start_deadline_s) for w in p.workers)
-            self._fsm(
+            self.feed(
                 recovery.PartitionStarted(p.name)
                 if ready
                 else recovery.StartFailed(p.name, "worker did not report ready")
@@ -304,21 +274,44 @@ class Supervisor:
         self._started = True
 
     def shutdown(self) -> None:
+        """Stop the workers, record how the run ended and commit the CDS, close the watchdog
+        (a clean stop disarms it)."""
         for p in self.partitions:
             for worker in p.workers:
                 worker.stop()
+        if self.exit_code is None:  # a processor reset is already in the reset log
+            if self.interrupted_start:
+                reason = "stop requested during start-up"
+            else:
+                reason = "stop requested" if self.stop_requested else "run complete"
+            self.cds.log_reset(reason, None, "shutdown")
         with contextlib.suppress(Exception):
             self.cds.commit()
         self.cds.release()
         self.watchdog.close()
 
     # --- recovery -----------------------------------------------------------------------------
-    def _fsm(self, event: Any) -> None:
-        """Feed one input to the recovery state machine and carry out its actions in order."""
-        for action in self.fsm.handle(event, self.clock()):
+    def feed(self, event: Any) -> None:
+        """Give the recovery state machine one input and carry out its actions.
+
+        Inputs wait in a queue: while the actions of one input are being carried out, the
+        inputs they produce are queued and handled afterwards, one at a time. After a
+        processor reset the machine accepts nothing more: the queue is dropped.
+        """
+        self._inputs.append(event)
+        if self._handling:
+            return
+        self._handling = True
+        try:
+            while self._inputs and self.exit_code is None:
+                for action in self.fsm.handle(self._inputs.popleft(), self.clock()):
+                    if self.exit_code is not None:
+                        break
+                    self._apply(action)
+        finally:
+            self._handling = False
             if self.exit_code is not None:
-                break
-            self._apply(action)
+                self._inputs.clear()
 
     def _apply(self, action: Any) -> None:
         from flight import recovery as r
@@ -334,8 +327,13 @@ class Supervisor:
         elif isinstance(action, r.DegradeRedundancy):
             self.by_name[action.name].mode = action.to_mode  # the restart that applies it follows
         elif isinstance(action, r.ReverifyWeights):
-            report = self.by_name[action.name].model.weights.repair(log=self.log)
-            self.scrubber.counters.repaired += report.repaired
+            # the whole region: its copies are voted together, and a full check costs
+            # microseconds (the action's replica names who lost, not what to check)
+            report = self.by_name[action.name].job.weights.repair(log=self.log)
+            counters = self.scrubber.counters
+            counters.repaired += report.repaired
+            counters.table_repaired += report.table_repaired
+            counters.unrepairable += report.unrepairable
             self.reverified += 1
         elif isinstance(action, r.RestartReplica):
             self._restart_replica(self.by_name[action.name], action.replica)
@@ -370,23 +368,22 @@ class Supervisor:
         ready = all(worker.wait_ready(timeout=p.spec.start_deadline_s) for worker in p.workers)
         p.stats.restarts[reason] += 1
         p.pending_restart_since = started
-        if ready:
-            self._fsm(r.PartitionStarted(p.name))
-        else:
-            self._fsm(r.StartFailed(p.name, "worker did not report ready"))
+        self.feed(
+            r.PartitionStarted(p.name) if ready else r.StartFailed(p.name, "worker not ready")
+        )
 
     def _reload_unrepairable(self) -> None:
         """Blocks the scrubber could not prove good are rewritten from the golden image (when
         its CRC checks out), so the replicas do not keep computing with them."""
         for p in self.partitions:
-            suspect = p.model.weights.suspect_blocks
+            suspect = p.job.weights.suspect_blocks
             if not suspect:
                 continue
-            reloaded, refused = p.model.reload_blocks(suspect)
+            reloaded, refused = p.job.model.reload_blocks(suspect)
             p.stats.golden_reloads += reloaded
             self.log.emit(
                 events.REGION_REWRITTEN,
-                region=p.model.weights.name,
+                region=p.job.weights.name,
                 blocks=reloaded,
                 refused=refused,
             )
@@ -394,48 +391,44 @@ class Supervisor:
     def _restart_replica(self, p: PartitionRuntime, replica: int) -> None:
         """Reload a replica's weight copy from the golden image and clear its arena; under
         space placement its worker process is forked again too."""
-        reloaded, refused = p.model.reload_blocks(copies=[replica])
+        from flight import recovery as r
+
+        reloaded, refused = p.job.model.reload_blocks(copies=[replica])
         self.log.emit(
             events.REGION_REWRITTEN,
-            region=p.model.weights.name,
+            region=p.job.weights.name,
             copy=replica,
             blocks=reloaded,
             refused=refused,
         )
-        p.replicas[replica].arena[...] = 0.0
+        p.job.replicas[replica].arena[...] = 0.0
         p.stats.replica_restarts += 1
         if p.placement == "space" and replica < len(p.workers):
             worker = p.workers[replica]
             worker.kill()
             worker.start()
-            worker.wait_ready(timeout=p.spec.start_deadline_s)
+            if not worker.wait_ready(timeout=p.spec.start_deadline_s):
+                self.feed(r.StartFailed(p.name, f"replica {replica} worker not ready"))
 
     # --- one frame ----------------------------------------------------------------------------
-    def _execute(self, p: PartitionRuntime, upsets: int) -> str:
-        """Run the active replicas once: 'ok', 'hang' or 'crash'."""
+    def _execute(self, p: PartitionRuntime, upsets: int) -> health.Execution:
+        """Release one request to the partition's workers; the health monitor's outcome."""
         p.sequence += 1
         seed = int(self._rng.integers(0, 2**63))
-        deadline = p.spec.deadline_ms / 1000.0
-        hb_timeout = p.spec.heartbeat_timeout_ms / 1000.0
         per_worker = [0] * len(p.workers)
         for _ in range(upsets):
             per_worker[int(self._rng.integers(0, len(p.workers)))] += 1
-        try:
-            for worker, n in zip(p.workers, per_worker, strict=True):
-                worker.request(p.sequence, activation_upsets=n, seed=seed)
-            for worker in p.workers:
-                if worker.wait_done(p.sequence, deadline):
-                    continue
-                p.stats.deadline_misses += 1
-                # late: a slow frame, or a hang? wait up to the heartbeat timeout, then a last
-                # look (it may have finished just as the wait ran out)
-                if worker.wait_done(p.sequence, max(hb_timeout - deadline, 0.0)):
-                    continue
-                if not worker.wait_done(p.sequence, 0.0):
-                    return "hang"
-        except WorkerDied:
-            return "crash"
-        return "ok"
+        execution = health.execute(
+            p.workers,
+            p.sequence,
+            p.spec.deadline_ms / 1000.0,
+            p.spec.heartbeat_timeout_ms / 1000.0,
+            per_worker,
+            seed,
+        )
+        if execution.late:
+            p.stats.deadline_misses += 1
+        return execution
 
     def _run_partition(self, p: PartitionRuntime, report: FrameReport, upsets: int) -> bool:
         """One inference of one partition; returns True if it proved progress."""
@@ -450,32 +443,22 @@ class Supervisor:
         if not all(w.alive for w in p.workers):
             p.stats.unavailable += 1
             return False
-        label = p.next_input()
+        label = p.job.next_input()
         p.stats.frames += 1
-        outcome = self._execute(p, upsets)
-        if outcome == "crash":
-            dead = [w for w in p.workers if w.exited() or not w.alive]
-            detail = ", ".join(w.describe_exit() for w in dead) or "pipe closed"
-            report.faults.append(f"{p.name}: crash ({detail})")
-            status = next((w.exit_status for w in dead if w.exit_status not in (None, -1)), None)
-            signal_number = exit_code = None
-            if status is not None and os.WIFSIGNALED(status):
-                signal_number = os.WTERMSIG(status)
-            elif status is not None:
-                exit_code = os.WEXITSTATUS(status)
-            self._fsm(recovery.Crashed(p.name, exit_code=exit_code, signal=signal_number))
+        outcome = self._execute(p, upsets).outcome
+        if outcome is Outcome.CRASH:
+            crash = health.describe_crash(p.workers)
+            report.faults.append(f"{p.name}: crash ({crash.detail})")
+            self.feed(recovery.Crashed(p.name, exit_code=crash.exit_code, signal=crash.signal))
             return False
-        if outcome == "hang":
+        if outcome is Outcome.HANG:
             report.faults.append(
                 f"{p.name}: hang (no heartbeat within {p.spec.heartbeat_timeout_ms:g} ms)"
             )
-            self._fsm(recovery.HeartbeatMissed(p.name))
+            self.feed(recovery.HeartbeatMissed(p.name))
             return False
 
-        if p.placement == "time" and p.workers:
-            seen = p.workers[0].vote_point_corrections
-            p.stats.vote_point_corrections += seen - p.vp_seen
-            p.vp_seen = seen
+        p.collect_vote_points(self.log)
         output, delivered, corrected = self._decide(p)
         if delivered:
             p.stats.delivered += 1
@@ -485,10 +468,12 @@ class Supervisor:
                 report.corrected += 1
             if label is not None:
                 p.stats.labelled += 1
-                p.stats.correct += int(int(np.argmax(output)) == label)
-            if p.shadow is not None:
-                golden = p.shadow.run(np.asarray(p.input))
-                if golden.tobytes() != output.tobytes():
+                p.stats.correct += int(p.job.correct(output, label))
+            if self.test_mode is not None:
+                from flight.testmode import Verdict
+
+                verdict = self.test_mode.judge(p.name, np.asarray(p.job.input), output)
+                if verdict is Verdict.SDC:
                     p.stats.sdc += 1
                     report.sdc += 1
         else:
@@ -504,20 +489,28 @@ class Supervisor:
         turn what the decision saw into counters, events and recovery inputs."""
         from flight import recovery
 
-        result = decide(p.mode, p.outputs, p.vote, lambda: self._execute(p, 0) == "ok")
+        result = decide(
+            p.mode,
+            p.job.outputs,
+            p.job.vote,
+            lambda: self._execute(p, 0).outcome is Outcome.OK,
+        )
         for i, lost in enumerate(result.lost):
             p.stats.lost[i] += lost
             if lost:
                 self.log.emit(events.VOTE_CORRECTED, partition=p.name, replica=i, words=lost)
-                self._fsm(recovery.VoteAlarm(p.name, replica=i, reason="outvoted"))
+                self.feed(recovery.VoteAlarm(p.name, replica=i, reason="outvoted"))
         if result.no_majority:
             self.log.emit(events.VOTE_NO_MAJORITY, partition=p.name, words=result.no_majority)
-            self._fsm(recovery.VoteAlarm(p.name, replica=None, reason="no majority"))
+            self.feed(recovery.VoteAlarm(p.name, replica=None, reason="no majority"))
+        elif result.split:
+            self.log.emit(events.VOTE_SPLIT, partition=p.name, lost=list(result.lost))
+            self.feed(recovery.VoteAlarm(p.name, replica=None, reason="split vote"))
         if result.reexecuted:
             self.log.emit(events.DWC_MISMATCH, partition=p.name)
             p.stats.dwc_reexecutions += 1
             if not result.delivered:
-                self._fsm(recovery.VoteAlarm(p.name, replica=None, reason="DWC mismatch"))
+                self.feed(recovery.VoteAlarm(p.name, replica=None, reason="DWC mismatch"))
         corrected = result.corrected > 0 or (result.reexecuted and result.delivered)
         return result.output, result.delivered, corrected
 
@@ -531,23 +524,14 @@ class Supervisor:
         report = FrameReport(self.frame)
         dt = schedule.minor_frame_ms / 1000.0
         exposure = min(self._compute_s, dt)
-        if self.radiation is not None:
-            # the frame's idle part: upsets land in the weight copies (the scrub may find them)
-            self.radiation.advance(dt - exposure, only=self._weight_targets)
+        if self.test_mode is not None:
+            self.test_mode.idle(dt - exposure)  # the scrub below may find these
         scrub = self.scrubber.step(self.mission.scrub.bytes_per_frame)
         if scrub.errors_found:  # radiation evidence: tells an upset storm from a failing replica
-            self._fsm(recovery.MemoryUpsets(scrub.errors_found))
+            self.feed(recovery.MemoryUpsets(scrub.errors_found))
         self._reload_unrepairable()
-        activation_upsets: dict[str, int] = {}
-        if self.radiation is not None:
-            # the compute part: weights and live activations are exposed
-            for injection in self.radiation.advance(
-                exposure, only=self._weight_targets + self._activation_targets
-            ):
-                if "/activations" in injection.target:
-                    name = injection.target.split("/", 1)[0]
-                    activation_upsets[name] = activation_upsets.get(name, 0) + 1
-        self._fsm(recovery.Tick())
+        activation_upsets = self.test_mode.compute(exposure) if self.test_mode is not None else {}
+        self.feed(recovery.Tick())
         progress: dict[str, bool] = {}
         for p in self.partitions:
             due = self.frame % p.spec.period_frames == 0
@@ -563,12 +547,7 @@ class Supervisor:
 
     def _commit(self) -> None:
         """Counters (with complements) and the recovery state into the critical data store."""
-        for key, value in self.summary(brief=True).items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                delta = value - self._committed.get(key, 0)
-                if delta > 0:
-                    self.cds.add(key, delta)
-                    self._committed[key] = value
+        self._counters.commit(self.cds, self.summary(brief=True))
         self.cds.set_state("recovery", self.fsm.to_dict())
         self.cds.set_state("recovery_policy", self._policy_id)
         self.cds.set_state("scrub_cursor", self.scrubber.counters.passes_completed)
@@ -581,12 +560,13 @@ class Supervisor:
         duration: float | None = None,
         progress: Callable[[FrameReport, Supervisor], None] | None = None,
     ) -> dict[str, Any]:
-        """Run frames until ``frames`` or ``duration`` (seconds) or a processor reset."""
-        self.start()
+        """Run frames until ``frames`` or ``duration`` (seconds), a stop request or a
+        processor reset; the summary at the end (also after a stop during the cold start)."""
         period = self.mission.schedule.minor_frame_ms / 1000.0
         started = self.clock()
-        next_frame = started
         try:
+            self.start()
+            next_frame = self.clock()
             while self.exit_code is None and not self.stop_requested:
                 if frames is not None and self.frame >= frames:
                     break
@@ -610,76 +590,11 @@ class Supervisor:
 
     # --- telemetry ----------------------------------------------------------------------------
     def summary(self, brief: bool = False) -> dict[str, Any]:
-        stats = [p.stats for p in self.partitions]
-        restarts: Counter = Counter()
-        for s in stats:
-            restarts.update(s.restarts)
-        labelled = sum(s.labelled for s in stats)
-        result: dict[str, Any] = {
-            "frames": self.frame,
-            "inferences": sum(s.frames for s in stats),
-            "accuracy": (sum(s.correct for s in stats) / labelled) if labelled else None,
-            "delivered": sum(s.delivered for s in stats),
-            "corrected": sum(s.corrected for s in stats),
-            "withheld": sum(s.withheld for s in stats),
-            "unavailable": sum(s.unavailable for s in stats),
-            "scrub_repairs": self.scrubber.counters.repaired
-            + self.scrubber.counters.table_repaired,
-            "scrub_unrepairable": self.scrubber.counters.unrepairable,
-            "golden_reloads": sum(s.golden_reloads for s in stats),
-            "restarts": sum(restarts.values()),
-            "sdc": sum(s.sdc for s in stats) if self.radiation is not None else None,
-            "deadline_misses": sum(s.deadline_misses for s in stats),
-        }
-        if brief:
-            return result
-        result.update(
-            {
-                "restarts_by_cause": dict(restarts),
-                "escalations": sum(c["escalations"] for c in self.fsm.counters().values()),
-                "recovery": self.fsm.counters(),
-                "system_state": str(self.fsm.system_state.value),
-                "safe_mode": self.safe_mode,
-                "exit_code": self.exit_code or 0,
-                "upsets": self.radiation.counts() if self.radiation is not None else {},
-                "scrub_passes": self.scrubber.counters.passes_completed,
-                "watchdog": self.watchdog.counters(),
-                "boot_count": self.boot,
-                "recovery_state_restored": self.restored,
-                "cds_directory": self.cds_directory,
-                "weights_reverified": self.reverified,
-                "partitions": {
-                    p.name: {
-                        "mode": p.mode,
-                        "placement": p.placement,
-                        "disabled": p.disabled,
-                        "lost_by_replica": list(p.stats.lost),
-                        "dwc_reexecutions": p.stats.dwc_reexecutions,
-                        "vote_point_corrections": p.stats.vote_point_corrections,
-                        "restart_seconds": [round(s, 4) for s in p.stats.restart_seconds],
-                    }
-                    for p in self.partitions
-                },
-                "events": self.log.counts(),
-            }
-        )
+        """Housekeeping (:func:`flight.telemetry.housekeeping`)."""
+        result = housekeeping(self, brief)
+        if not brief:
+            result["interrupted_start"] = self.interrupted_start
         return result
-
-
-def _load_dataset(spec: Any, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """A partition's input data set (.npz with ``x`` and ``y``), checked against its model."""
-    where = f"partition {spec.name!r}: dataset {spec.dataset_path}"
-    try:
-        with np.load(spec.dataset_path) as data:
-            x, y = data["x"].astype(np.float32), np.asarray(data["y"])
-    except (OSError, KeyError, ValueError) as exc:
-        raise errors.ConfigError(f"{where}: cannot read x and y ({exc})") from exc
-    sample = int(np.prod(input_shape[1:], dtype=np.int64)) if input_shape else 1
-    if x.ndim < 1 or len(x) == 0 or x[0].size != sample or len(y) != len(x):
-        raise errors.ConfigError(
-            f"{where}: x {x.shape} / y {y.shape} do not fit the model input {tuple(input_shape)}"
-        )
-    return x, y
 
 
 def _policy_fingerprint(policy: Any) -> str:
@@ -687,34 +602,3 @@ def _policy_fingerprint(policy: Any) -> str:
     from flight.crc import crc32c
 
     return f"{crc32c(repr(policy).encode()):08x}"
-
-
-def policy_from_mission(mission: Any) -> Any:
-    """The recovery state machine's policy table from a validated mission."""
-    from flight import recovery
-
-    partitions = {
-        spec.name: recovery.PartitionPolicy(
-            name=spec.name,
-            restart=spec.restart_type,
-            max_restarts=spec.max_restarts,
-            period=spec.restart_period_s,
-            redundancy=spec.redundancy,
-            ladder=tuple(spec.escalation),
-            start_deadline=spec.start_deadline_s,
-            in_safe_mode=spec.in_safe_mode,
-        )
-        for spec in mission.partitions
-    }
-    order = mission.recovery.order or tuple(partitions)
-    return recovery.SupervisorPolicy(
-        partitions=tuple(partitions[name] for name in order),
-        strategy=mission.recovery.strategy,
-        max_restarts=mission.recovery.processor_reset_max,
-        period=mission.recovery.processor_reset_period_s,
-        max_safe_mode_entries=mission.recovery.safe_mode_max,
-        safe_mode_period=mission.recovery.safe_mode_period_s,
-        vote_alarms=mission.recovery.vote_alarm_threshold,
-        vote_period=mission.recovery.vote_alarm_period_s,
-        storm_upsets=mission.recovery.storm_upset_threshold,
-    )

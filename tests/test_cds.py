@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flight import cds, errors, events
+from flight import atomic, cds, errors, events
 from flight.cds import CdsUsageError, CriticalDataStore, ResetEntry
 from flight.crc import crc32c
 
@@ -367,7 +367,7 @@ def test_crash_at_each_step_of_a_commit(tmp_path, monkeypatch, step):
         return fn
 
     for name in real:
-        monkeypatch.setattr(cds.os, name, dying(name))
+        monkeypatch.setattr(atomic.os, name, dying(name))
     with pytest.raises(_Killed):
         store.commit()
     monkeypatch.undo()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import event as label
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -376,7 +377,7 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ({P + "dataset": "digits.csv"}, "dataset 'digits.csv' must be a .npz file"),
     ({P + "dataset": "nope.npz"}, "dataset 'nope.npz' not found"),
     # partitions: redundancy
-    ({P + "redundancy": "quad"}, "redundancy must be one of none, dwc, tmr; not 'quad'"),
+    ({P + "redundancy": "quad"}, "redundancy must be one of tmr, dwc, none; not 'quad'"),
     ({P + "placement": "both"}, "placement must be one of time, space; not 'both'"),
     (
         {P + "weight_copies": 2},
@@ -394,7 +395,7 @@ RULES: list[tuple[dict[str, Any], str]] = [
     # partitions: restart policy and escalation
     (
         {P + "restart_type": "forever"},
-        "restart_type must be one of permanent, transient, temp",
+        "partition 'classifier': restart_type must be one of ['permanent', 'transient', 'temp",
     ),
     (
         {P + "restart_type": "temporary", P + "max_restarts": 2},
@@ -403,19 +404,28 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ({P + "max_restarts": -1}, "max_restarts -1 is out of range 0 .. 1000"),
     (
         {P + "max_restarts": 13},
-        "mission.toml: partition 'classifier': max_restarts 13 exceeds the processor-reset "
-        "budget ([recovery] processor_reset_max 12 restarts in 120 s over all partitions)",
+        "mission.toml: partition 'classifier' may order up to 41 restarts before its escalation "
+        "stops it (max_restarts 13 per window, escalation ['degrade', 'disable', 'safe_mode', "
+        "'reset']), but the supervisor allows only 12 restarts in 120 s over all partitions "
+        "([recovery] processor_reset_max, [recovery] processor_reset_period_s)",
     ),
     (
         {P + "escalation": ["reset", "degrade"]},
-        "escalation ['reset', 'degrade'] must climb in order of severity: "
-        "degrade -> disable -> safe_mode -> reset",
+        "partition 'classifier': escalation steps must go in the order "
+        "['degrade', 'disable', 'safe_mode', 'reset'], each at most once; got ['reset', 'degrade']",
     ),
-    ({P + "escalation": ["explode"]}, "escalation step 'explode' is not one of degrade, disable"),
-    ({P + "escalation": []}, "partition 'classifier': escalation needs at least one step"),
+    (
+        {P + "escalation": ["explode"]},
+        "partition 'classifier': escalation step must be one of ['degrade', 'disable', "
+        "'safe_mode', 'reset'], not 'explode'",
+    ),
+    (
+        {P + "escalation": []},
+        "partition 'classifier': escalation is empty; it needs at least one step",
+    ),
     (
         {P + "escalation": ["degrade", "safe_mode"]},
-        "escalation ['degrade', 'safe_mode'] must end with \"disable\" or \"reset\"",
+        "partition 'classifier': the escalation must end with 'disable' or 'reset'",
     ),
     (
         {"recovery.safe_mode_max": 0},
@@ -427,15 +437,20 @@ RULES: list[tuple[dict[str, Any], str]] = [
     ({P + "escalation": ["disable", "disable"]}, "escalation lists 'disable' more than once"),
     (
         {P + "redundancy": "none"},
-        "partition 'classifier': escalation step \"degrade\" needs redundancy to shed",
+        "partition 'classifier': escalation step 'degrade' on a simplex partition "
+        "(redundancy 'none') can do nothing",
     ),
     # [recovery]
-    ({"recovery.strategy": "all_for_one"}, "[recovery]: strategy must be one of one_for_one"),
+    (
+        {"recovery.strategy": "all_for_one"},
+        "[recovery] strategy must be one of ['one_for_one', 'rest_for_one', 'one_for_all'], "
+        "not 'all_for_one'",
+    ),
     (
         {"recovery.order": ["classifier", "imager"]},
-        "[recovery]: order names unknown partition 'imager' (partitions: classifier)",
+        "[recovery] order names unknown partition 'imager' (partitions: classifier)",
     ),
-    ({"recovery.order": []}, "[recovery]: order leaves out partition 'classifier'"),
+    ({"recovery.order": []}, "[recovery] order leaves out partition 'classifier'"),
     ({"recovery.order": ["classifier"] * 2}, "order lists 'classifier' more than once"),
     ({"recovery.processor_reset_max": 0}, "processor_reset_max 0 is out of range 1 .. 10000"),
     ({"recovery.vote_alarm_threshold": 0}, "vote_alarm_threshold 0 is out of range"),
@@ -675,3 +690,140 @@ def test_cds_falls_back_to_a_per_user_state_dir(monkeypatch, tmp_path):
     assert mission_module._default_cds(True, {**nowhere, "TMPDIR": str(tmp_path)}).directory == (
         tmp_path / f"flight-state-{os.getuid()}"
     )
+
+
+# --- the restart table: one validator (flight.recovery.policy), run at load ----------------------
+
+#: Names the recovery policy gives its fields; a mission error must use the file's keys instead.
+FSM_NAMES = re.compile(
+    r"\b(ladder|start_deadline|max_safe_mode_entries|safe_mode_period|vote_alarms|vote_period|"
+    r"storm_upsets)\b|\b(restart|period) must"
+)
+
+
+def test_worst_case_beyond_processor_reset_max_is_rejected_at_load():
+    """The ladder's worst case (tmr, 3 per window, the full ladder: 11 restarts) must fit in
+    the processor-reset budget; before, only max_restarts <= processor_reset_max was checked at
+    load and the worst case failed later, in the supervisor, naming the policy's fields."""
+    doc = base()
+    set_path(doc, "recovery.processor_reset_max", 11)
+    assert load(doc).recovery.processor_reset_max == 11  # exactly enough
+    set_path(doc, "recovery.processor_reset_max", 5)
+    with pytest.raises(errors.ConfigError) as info:
+        load(doc)
+    message = str(info.value)
+    assert message.startswith("mission.toml: partition 'classifier' may order up to 11 restarts")
+    assert "only 5 restarts in 120 s" in message
+    assert "[recovery] processor_reset_max" in message and "max_restarts 3" in message
+    assert not FSM_NAMES.search(message), message
+
+
+def test_policy_from_mission_checks_the_order_itself():
+    """The order is part of the restart table: a mission built in code (not parsed) gets the
+    same checks, in the mission's words."""
+    import dataclasses
+
+    from flight.recovery import policy_from_mission
+
+    doc = base()
+    second = copy.deepcopy(doc["partition"][0]) | {"name": "imager"}
+    doc["partition"].append(second)
+    doc["recovery"]["processor_reset_max"] = 30
+    m = load(doc)
+    assert policy_from_mission(m).names == ("classifier", "imager")
+    for order, message in [
+        (("imager", "imager", "classifier"), "[recovery] order lists partition 'imager' twice"),
+        (("imager",), "[recovery] order leaves out partition 'classifier'"),
+        (("imager", "classifier", "x"), "[recovery] order names unknown partition 'x'"),
+    ]:
+        bad = dataclasses.replace(m, recovery=dataclasses.replace(m.recovery, order=order))
+        with pytest.raises(errors.ConfigError, match=re.escape(message)):
+            policy_from_mission(bad)
+
+
+RESTART_TABLE_ERRORS: list[tuple[dict[str, Any], str]] = [
+    ({P + "restart_type": "forever"}, "partition 'classifier': restart_type must be one of"),
+    ({P + "escalation": ["explode"]}, "partition 'classifier': escalation step must be"),
+    ({P + "escalation": []}, "partition 'classifier': escalation is empty"),
+    ({P + "escalation": ["reset", "disable"]}, "partition 'classifier': escalation steps must go"),
+    ({P + "escalation": ["degrade"]}, "partition 'classifier': the escalation must end with"),
+    ({P + "redundancy": "none"}, "(redundancy 'none') can do nothing"),
+    ({P + "max_restarts": 13}, "lower the partition's max_restarts"),
+    ({"recovery.processor_reset_max": 10}, "raise [recovery] processor_reset_max"),
+    ({"recovery.safe_mode_max": 0}, "escalation goes to safe_mode but [recovery] safe_mode_max"),
+    ({"recovery.strategy": "some"}, "[recovery] strategy must be one of"),
+    ({"recovery.order": ["x", "classifier"]}, "[recovery] order names unknown partition 'x'"),
+    ({"recovery.order": []}, "[recovery] order leaves out partition 'classifier'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"), RESTART_TABLE_ERRORS, ids=[k for _, k in RESTART_TABLE_ERRORS]
+)
+def test_restart_table_errors_name_the_mission_keys(changes: dict[str, Any], key: str):
+    doc = base()
+    for path, value in changes.items():
+        set_path(doc, path, value)
+    with pytest.raises(errors.ConfigError) as info:
+        load(doc)
+    message = str(info.value)
+    assert message.startswith("mission.toml: ") and key in message
+    assert not FSM_NAMES.search(message), message
+
+
+STEPS = ["degrade", "disable", "safe_mode", "reset"]
+
+
+@st.composite
+def restart_tables(draw: st.DrawFn) -> dict[str, Any]:
+    """Restart-table keys of one partition and [recovery], mostly well-formed, so that both
+    outcomes are common (an invalid value anywhere comes from the noise fields)."""
+    restart_type = draw(st.sampled_from(["permanent", "transient", "temporary"]))
+    last = draw(st.sampled_from(["disable", "reset"]))
+    escalation = [s for s in STEPS[: STEPS.index(last)] if draw(st.booleans())] + [last]
+    if draw(st.integers(0, 3)) == 0:  # sometimes anything
+        escalation = draw(st.lists(st.sampled_from([*STEPS, "x"]), max_size=5))
+    return {
+        P + "redundancy": draw(st.sampled_from(["tmr", "dwc", "none"])),
+        P + "weight_copies": 3,
+        P + "restart_type": restart_type,
+        P + "max_restarts": 0 if restart_type == "temporary" else draw(st.integers(0, 12)),
+        P + "escalation": escalation,
+        P + "in_safe_mode": draw(st.booleans()),
+        "recovery.processor_reset_max": draw(st.integers(1, 60)),
+        "recovery.safe_mode_max": draw(st.integers(0, 2)),
+        "recovery.strategy": draw(st.sampled_from(["one_for_one", "rest_for_one", "one_for_all"])),
+    }
+
+
+@given(
+    restart_tables(),
+    st.one_of(st.just({}), st.dictionaries(st.sampled_from(ALL_FIELDS), toml_values, max_size=2)),
+)
+def test_any_mission_that_loads_builds_its_policy(table: dict[str, Any], noise: dict[str, Any]):
+    """Both policy builders (the supervisor's, until it imports the recovery package's, and the
+    recovery package's) accept every mission that loads; a rejection names mission keys."""
+    from flight import recovery, supervisor
+
+    doc = base()
+    for path, value in [*table.items(), *noise.items()]:
+        set_path(doc, path, value)
+    try:
+        m = load(doc)
+    except errors.ConfigError as exc:
+        label("rejected")
+        assert str(exc).startswith("mission.toml: ")
+        assert not FSM_NAMES.search(str(exc)), str(exc)
+        return
+    label("loaded")
+    policy = recovery.policy_from_mission(m)
+    assert supervisor.policy_from_mission(m) == policy
+    assert policy.names == m.recovery.order
+    assert policy.max_restarts == m.recovery.processor_reset_max
+    for spec, row in zip(m.partitions, policy.partitions, strict=True):
+        assert (row.name, row.restart.value, row.max_restarts) == (
+            spec.name,
+            spec.restart_type,
+            spec.max_restarts,
+        )
+        assert tuple(s.value for s in row.ladder) == spec.escalation

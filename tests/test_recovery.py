@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -327,6 +328,20 @@ def test_safe_mode_suspends_and_resumes_partitions_not_marked_for_it():
     )
     assert fsm.system_state is SystemState.NOMINAL
     assert fsm.handle(ExitSafeMode(), 6.0) == ()
+
+
+def test_commands_that_do_not_apply_are_counted_and_saved():
+    policy = SupervisorPolicy(
+        (PartitionPolicy("a", max_restarts=0, ladder=("safe_mode", "reset")),)
+    )
+    fsm = boot(policy)
+    assert fsm.handle(ExitSafeMode(), 1.0) == () and fsm.stale_commands == 1
+    fsm.handle(Crashed("a"), 2.0)  # safe mode: now the command applies and is not stale
+    assert fsm.handle(ExitSafeMode(), 3.0) == () and fsm.stale_commands == 1
+    assert fsm.system_state is SystemState.NOMINAL
+    fsm.handle(ExitSafeMode(), 4.0)
+    restored = RecoveryFSM.from_dict(policy, json.loads(json.dumps(fsm.to_dict())))
+    assert restored.stale_commands == 2
 
 
 def test_safe_mode_entry_budget_ends_in_processor_reset():
@@ -657,6 +672,30 @@ def test_snapshot_round_trip_keeps_what_matters():
     assert RecoveryFSM.from_dict(policy, once).to_dict() == once  # restoring is idempotent
 
 
+def test_every_saved_field_is_restored():
+    """Nothing is saved that a restore does not read: dropping any one field of a snapshot
+    either changes the restored machine or is rejected as malformed."""
+    policy, fsm = busy_machine()
+    data = json.loads(json.dumps(fsm.to_dict()))
+    data["upsets"] = [[7.5, 3]]  # non-default values for the fields read with a default
+    data["partitions"]["a"]["storm_holds"] = 2
+    restored = RecoveryFSM.from_dict(policy, data, now=8.0).to_dict()
+    paths = [(k,) for k in data if k not in ("version", "partitions")]
+    paths += [("partitions", "a", k) for k in data["partitions"]["a"]]
+    for path in paths:
+        damaged = copy.deepcopy(data)
+        *parents, last = path
+        node = damaged
+        for key in parents:
+            node = node[key]
+        del node[last]
+        try:
+            again = RecoveryFSM.from_dict(policy, damaged, now=8.0).to_dict()
+        except ConfigError:
+            continue
+        assert again != restored, f"{path} is saved but never restored"
+
+
 def test_snapshot_after_a_board_reboot_shifts_times_to_now():
     policy, fsm = busy_machine()
     restored = RecoveryFSM.from_dict(policy, fsm.to_dict(), now=0.5)  # clock restarted
@@ -834,3 +873,17 @@ def test_any_input_sequence_keeps_the_invariants(scenario):
                     feed(PartitionStarted(action.name), now)
     snapshot = json.loads(json.dumps(fsm.to_dict()))
     RecoveryFSM.from_dict(policy, snapshot, now=now)
+
+
+# --- the package: import-light ---------------------------------------------------------
+def test_importing_the_recovery_package_and_the_mission_parser_stays_cheap():
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "numba", "cffi", "crcmod", "msgpack", "flight.supervisor")
+    code = (
+        "import sys, flight.mission, flight.recovery; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -342,20 +342,185 @@ def test_sigterm_shuts_down_cleanly_with_a_summary(tmp_path):
     assert summary["events"].get("WATCHDOG_DISARMED") == 1  # magic close on a clean stop
 
 
-def test_vote_points_in_a_supervised_partition(tmp_path):
-    text = tmp_path / "mission.toml"
-    _mission(tmp_path)
-    body = text.read_text().replace(
-        'escalation = ["degrade", "disable"]',
-        'escalation = ["degrade", "disable"]\nvote_points = ["relu2.out"]',
+def test_sigterm_during_a_cold_start_ends_with_a_summary_and_a_cds_commit(tmp_path):
+    """Defect: the SIGTERM handler was installed only after the supervisor was built (tens of
+    seconds of compilation with an empty numba cache), so a stop then killed flight run without
+    a summary or a CDS commit. An empty cache directory makes the start cold here."""
+    state = tmp_path / "state"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty-cache")}
+    command = [sys.executable, "-m", "flight.cli", "run", "--forever", "--json"]
+    proc = subprocess.Popen(
+        [*command, "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(state.glob("cds.[01]")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the boot is recorded: the supervisor exists, the models are loading
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["interrupted_start"] is True and summary["frames"] == 0, summary
+    store = CriticalDataStore(state)
+    assert store.record.boot_count == 1
+    last = store.record.reset_log[-1]
+    assert (last.action, last.reason) == ("shutdown", "stop requested during start-up")
+    CriticalDataStore(state).claim()  # the writer lock was given back
+
+
+def _default_mission_with(tmp_path, name: str, *replacements: tuple[str, str]) -> Path:
+    """The bundled mission's text with some lines replaced, written beside copies of its data
+    (so that relative model and dataset names still resolve)."""
+    from flight.mission import default_mission
+
+    source = Path(default_mission().source)
+    text = source.read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(
+        text.replace('"digits_cnn.flm"', f'"{source.parent / "digits_cnn.flm"}"').replace(
+            '"digits_test.npz"', f'"{source.parent / "digits_test.npz"}"'
+        )
     )
-    text.write_text(body)
-    supervisor = Supervisor(load_mission(text), environment="flare", accelerate=3e5, realtime=False)
-    summary = supervisor.run(frames=150)
-    assert summary["sdc"] == 0 and summary["delivered"] + summary["withheld"] > 0
+    return path
+
+
+def test_vote_points_reach_the_workers_under_flight_run(tmp_path):
+    """Defect: the mission's vote points never reached the forked workers, so a flare run
+    with vote points reported no vote-point corrections at all."""
+    mission = _default_mission_with(
+        tmp_path, "vp.toml", ("vote_points = []", 'vote_points = ["relu2.out"]')
+    )
+    proc = _flight(
+        "run", "--mission", str(mission), "--environment", "flare", "--accelerate", "3e5",
+        "--frames", "100", "--fast", "--json", "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
     stats = summary["partitions"]["classifier"]
-    assert "vote_point_corrections" in stats
-    assert summary["upsets"], "radiation did not act"
+    assert stats["vote_point_corrections"] > 0, stats
+    assert summary["sdc"] == 0 and sum(summary["upsets"].values()) > 0
+
+
+def test_a_simplex_mission_with_one_weight_copy_runs_and_reports_one_copy(tmp_path):
+    """Defect: weight_copies was validated but ignored (three copies always loaded), so a
+    scrub budget sized for one copy failed at the first frame."""
+    mission = _default_mission_with(
+        tmp_path,
+        "simplex.toml",
+        ('redundancy = "tmr"', 'redundancy = "none"\nweight_copies = 1'),
+        ('escalation = ["degrade", "disable", "safe_mode", "reset"]', 'escalation = ["disable"]'),
+        ("bytes_per_frame = 294912", "bytes_per_frame = 4096"),
+    )
+    proc = _flight(
+        "run", "--mission", str(mission), "--frames", "30", "--fast", "--json",
+        "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    classifier = summary["partitions"]["classifier"]
+    assert classifier["weight_copies"] == 1 and classifier["mode"] == "none"
+    assert summary["delivered"] == 30 and summary["accuracy"] >= 0.9
+    assert summary["scrub_passes"] >= 1  # one copy of 24 blocks, one block a frame
+
+
+def test_injection_needs_a_test_mode_mission(tmp_path):
+    """Defect: the test-mode gate was only in the CLI; the library injected into any mission."""
+    from dataclasses import replace
+
+    from flight import errors
+    from flight.testmode import TestMode
+
+    flown = replace(_mission(tmp_path), test_mode=False)
+    with pytest.raises(errors.ConfigError, match="test_mode = false"):
+        Supervisor(flown, environment="saa", realtime=False)
+    with pytest.raises(errors.ConfigError, match="test-mode feature"):
+        TestMode(flown, {}, "saa", 1.0, events_module.EventLog())
+    Supervisor(flown, realtime=False).shutdown()  # without injection it runs
+
+
+def test_the_recovery_machine_takes_one_input_at_a_time(tmp_path):
+    """Defect: carrying out a restart fed PartitionStarted into the machine while the rest of
+    the same action list (the next partition's restart) had not happened yet."""
+    _mission(tmp_path)
+    path = tmp_path / "mission.toml"
+    text = path.read_text().replace('strategy = "one_for_one"', 'strategy = "one_for_all"')
+    path.write_text(text.replace("[recovery]", TWO_PARTITIONS + "\n[recovery]"))
+    supervisor = Supervisor(load_mission(path), realtime=False)
+    handle, apply = supervisor.fsm.handle, supervisor._apply
+    pending, seen = [0], []  # actions of the last input not yet carried out; inputs seen
+
+    def one_input_at_a_time(event, now):
+        assert pending[0] == 0, f"{event!r} handled while {pending[0]} action(s) were pending"
+        seen.append(type(event).__name__)
+        actions = handle(event, now)
+        pending[0] = len(actions)
+        return actions
+
+    def carry_out(action):
+        apply(action)
+        pending[0] -= 1
+
+    supervisor.fsm.handle = one_input_at_a_time
+    supervisor._apply = carry_out
+
+    def kill_second(report, sup):
+        if report.frame == 6:
+            for worker in sup.by_name["second"].workers:
+                os.kill(worker.pid, signal.SIGKILL)
+
+    summary = supervisor.run(frames=12, progress=kill_second)
+    assert summary["restarts"] == 2  # one_for_all: both restarted
+    crashed = seen.index("Crashed")
+    assert seen[crashed + 1 : crashed + 3] == ["PartitionStarted", "PartitionStarted"]
+    assert all(s == "nominal" for s in (supervisor.fsm.state(n).value for n in supervisor.by_name))
+
+
+def test_an_upset_oracle_is_reported_never_counted_as_sdc(tmp_path):
+    """Defect: the SDC oracle's weights lived unprotected in the supervisor; upsets there
+    turned every later frame into a false SDC. Control: a real wrong output still counts."""
+    supervisor = Supervisor(_mission(tmp_path), environment="leo", realtime=False)
+    supervisor.load()
+    oracle = supervisor.test_mode.oracles["classifier"]
+    weights = oracle.model.weights
+    rng = random.Random(5)
+    hits = {"resting": 0, "in use": 0}
+
+    def upset_the_oracle(report, sup):
+        if report.frame % 5 == 0:  # a few bits in a copy of the oracle's resting weights
+            raw = weights.raw(report.frame // 5 % 2)
+            for _ in range(3):
+                raw[rng.randrange(raw.size)] ^= 1 << rng.randrange(8)
+            hits["resting"] += 1
+
+    verify = oracle._verify
+
+    def upset_between_check_and_use():  # every 7th frame, an upset right after the check
+        verify()
+        if supervisor.frame % 7 == 3:
+            weights.raw(0)[rng.randrange(weights.raw(0).size)] ^= 0x40
+            hits["in use"] += 1
+
+    oracle._verify = upset_between_check_and_use
+    summary = supervisor.run(frames=40, progress=upset_the_oracle)
+    assert summary["sdc"] == 0 and summary["delivered"] == 40
+    assert hits["resting"] == 8 and hits["in use"] == 6
+    # every upset is found by the next frame's check (a bit flipped in use may also be seen
+    # by the confirmation, when it changes the output)
+    assert summary["oracle_upsets"] >= hits["resting"] + hits["in use"]
+    assert summary["events"]["ORACLE_UPSET"] == summary["oracle_upsets"]
+    assert weights.verify().clean  # repaired in place
+
+    control = Supervisor(_mission(tmp_path), environment="leo", realtime=False)
+    control.load()
+    weights = control.partitions[0].job.weights
+    wrong = weights.copy(0).copy()
+    wrong[:64] += 1.0  # a consistently wrong model: every copy, valid CRCs
+    weights.write(wrong)
+    summary = control.run(frames=10)
+    assert summary["sdc"] > 0 and summary["oracle_upsets"] == 0
 
 
 def test_vote_points_need_time_placement(tmp_path):
@@ -384,12 +549,14 @@ def test_recovery_state_survives_a_supervisor_restart(tmp_path):
     degraded = first.fsm.mode("classifier")
     assert degraded in ("dwc", "none")
     again = Supervisor(mission, realtime=False)
+    again.load()
     assert again.restored and again.partitions[0].mode == degraded
     summary = again.run(frames=10)
     assert summary["recovery_state_restored"] is True
     assert summary["partitions"]["classifier"]["mode"] == degraded
     assert summary["delivered"] == 10  # runs on, with the redundancy it was left with
     fresh = Supervisor(mission, realtime=False, fresh_recovery=True)
+    fresh.load()
     assert not fresh.restored and fresh.partitions[0].mode == "tmr"
     fresh.shutdown()
 
@@ -449,6 +616,7 @@ def test_saved_recovery_state_is_discarded_when_the_policy_changes(tmp_path):
     Supervisor(_mission(tmp_path), realtime=False).run(frames=12, progress=storm)
     changed = _mission(tmp_path, escalation='["disable"]')  # an operator changed the ladder
     again = Supervisor(changed, realtime=False)
+    again.load()
     assert not again.restored and again.partitions[0].mode == "tmr"
     assert again.log.count(events_module.RECOVERY_STATE_DISCARDED) == 1
     again.shutdown()
@@ -499,5 +667,6 @@ def test_a_dataset_that_does_not_fit_the_model_is_a_config_error(tmp_path):
     path.write_text(
         path.read_text().replace('dataset = "digits_test.npz"', 'dataset = "wrong.npz"')
     )
+    supervisor = Supervisor(load_mission(path), realtime=False)
     with pytest.raises(errors.ConfigError, match="do not fit the model input"):
-        Supervisor(load_mission(path), realtime=False)
+        supervisor.run(frames=1)

@@ -190,9 +190,7 @@ def bench_model(quick: bool = False) -> dict:
     import tempfile
 
     import onnxruntime as ort
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "model_exec"))
-    from onnx_models import resnet18
+    from onnx_models import resnet18  # tools/, on sys.path above
 
     from flight.model import io
     from flight.model.executor import Model

@@ -2,21 +2,16 @@
 
 Every kernel writes into a caller-provided ``out`` array (the executor preallocates all activation
 buffers once) and takes arrays and plain ints/floats only. Kernels that need scratch memory take a
-float32 workspace ``ws``; :func:`workspace_size` says how many elements a node needs, so the
-executor can allocate one workspace of the largest size and share it.
+float32 workspace ``ws`` (``*_workspace_size`` says how many elements), so the executor can
+allocate one workspace of the largest size and share it.
 
-``OPS`` maps ONNX op names to thin Python dispatchers ``fn(inputs, outputs, attrs, ws)`` that read
-ONNX attributes and call the njit kernels. Submodules: :mod:`.gemm` (Gemm/MatMul), :mod:`.conv`,
-:mod:`.pool`, :mod:`.elementwise`, :mod:`.norm`, :mod:`.shape`; the micro-kernel is in
-:mod:`._ukernel`, which explains why results are bit-reproducible.
+Submodules: :mod:`.gemm` (Gemm/MatMul), :mod:`.conv`, :mod:`.pool`, :mod:`.elementwise`,
+:mod:`.norm`, :mod:`.shape`; the micro-kernel is in :mod:`._ukernel`, which explains why results
+are bit-reproducible. :mod:`.dispatch` holds the glue from a graph node to these kernels; which
+op uses which dispatcher is said in the op registry, :mod:`flight.model.ops`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import numpy as np
 
 from ._act import ACT_CLIP, ACT_LEAKY, ACT_NONE, ACT_RELU
 from .conv import (
@@ -30,8 +25,6 @@ from .conv import (
 from .elementwise import (
     OP_ADD,
     OP_DIV,
-    OP_MAX,
-    OP_MIN,
     OP_MUL,
     OP_SUB,
     act_flat,
@@ -46,331 +39,13 @@ from .norm import batchnorm, fold_batchnorm, lrn, softmax
 from .pool import avgpool2d, global_avgpool, maxpool2d, pool_output_size
 from .shape import concat, pad, transpose
 
-Array = np.ndarray
-Kernel = Callable[
-    [Sequence["Array | None"], Sequence[Array], Mapping[str, Any], "Array | None"], None
-]
-
-_EMPTY = np.zeros(0, np.float32)
-_ACTS = {None: ACT_NONE, "": ACT_NONE, "Relu": ACT_RELU, "LeakyRelu": ACT_LEAKY, "Clip": ACT_CLIP}
-
-
-def _as4d(x: Array) -> Array:
-    """View a 3-D (N, C, L) tensor as (N, C, 1, L) so 1-D ops reuse the 2-D kernels."""
-    return x.reshape(x.shape[0], x.shape[1], 1, x.shape[2]) if x.ndim == 3 else x
-
-
-def _spatial(attrs: Mapping[str, Any], key: str, nd: int, default: int) -> list[int]:
-    v = list(attrs.get(key) or [default] * nd)
-    return [default] * (2 - nd) + v if nd == 1 else v
-
-
-def _pads(attrs: Mapping[str, Any], nd: int) -> tuple[int, int, int, int]:
-    """ONNX pads (begin..., end...) as (top, left, bottom, right); auto_pad must be resolved."""
-    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
-        raise NotImplementedError("auto_pad SAME_*: the converter must resolve it into pads")
-    p = list(attrs.get("pads") or [0] * (2 * nd))
-    if nd == 1:
-        return 0, p[0], 0, p[1]
-    return p[0], p[1], p[2], p[3]
-
-
-def _act_attrs(attrs: Mapping[str, Any]) -> tuple[int, float, float]:
-    """Fused activation attributes (flight extension): activation, activation_alpha/_beta."""
-    act = _ACTS[attrs.get("activation")]
-    alpha = float(attrs.get("activation_alpha", 0.01 if act == ACT_LEAKY else 0.0))
-    beta = float(attrs.get("activation_beta", 0.0))
-    return act, alpha, beta
-
-
-def _conv_geometry(nd, attrs):
-    s = _spatial(attrs, "strides", nd, 1)
-    d = _spatial(attrs, "dilations", nd, 1)
-    return s, d, _pads(attrs, nd)
-
-
-def _op_conv(inputs, outputs, attrs, ws):
-    x = _as4d(inputs[0])
-    out = _as4d(outputs[0])
-    b = inputs[2] if len(inputs) > 2 and inputs[2] is not None else _EMPTY
-    s, d, p = _conv_geometry(inputs[0].ndim - 2, attrs)
-    group = int(attrs.get("group", 1))
-    act, a, bb = _act_attrs(attrs)
-    if ws is None:
-        ws = np.zeros(max(1, _ws_conv(inputs, outputs, attrs)), np.float32)
-    if attrs.get("packed"):
-        ks = list(attrs["kernel_shape"])
-        kh, kw = (1, ks[0]) if len(ks) == 1 else ks
-        conv2d_packed(
-            x, inputs[1], kh, kw, b, out, s[0], s[1], p[0], p[1], d[0], d[1], group, act, a, bb, ws
-        )
-    else:
-        w = inputs[1]
-        w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if w.ndim == 3 else w
-        conv2d(x, w, b, out, s[0], s[1], p[0], p[1], d[0], d[1], group, act, a, bb, ws)
-
-
-def _ws_conv(inputs, outputs, attrs) -> int:
-    x_shape = tuple(inputs[0].shape) if hasattr(inputs[0], "shape") else tuple(inputs[0])
-    nd = len(x_shape) - 2
-    x_shape = x_shape if nd == 2 else (x_shape[0], x_shape[1], 1, x_shape[2])
-    o_shape = outputs[0].shape if hasattr(outputs[0], "shape") else tuple(outputs[0])
-    o_shape = o_shape if len(o_shape) == 4 else (o_shape[0], o_shape[1], 1, o_shape[2])
-    group = int(attrs.get("group", 1))
-    if attrs.get("packed"):
-        ks = list(attrs["kernel_shape"])
-        kh, kw = (1, ks[0]) if len(ks) == 1 else ks
-        w_shape = (o_shape[1], x_shape[1] // group, kh, kw)
-    else:
-        ws_ = inputs[1].shape if hasattr(inputs[1], "shape") else tuple(inputs[1])
-        w_shape = ws_ if len(ws_) == 4 else (ws_[0], ws_[1], 1, ws_[2])
-    s, d, p = _conv_geometry(nd, attrs)
-    return conv_workspace_size(x_shape, w_shape, o_shape, (s[0], s[1]), p, (d[0], d[1]), group)
-
-
-def _op_gemm(inputs, outputs, attrs, ws):
-    c = inputs[2] if len(inputs) > 2 else None
-    gemm(
-        inputs[0],
-        inputs[1],
-        c,
-        outputs[0],
-        float(attrs.get("alpha", 1.0)),
-        float(attrs.get("beta", 1.0)),
-        bool(attrs.get("transA", 0)),
-        bool(attrs.get("transB", 0)),
-        ws,
-    )
-    act, a, b = _act_attrs(attrs)
-    if act != ACT_NONE:
-        flat = outputs[0].reshape(-1)
-        act_flat(flat, flat, act, a, b)
-
-
-def _op_matmul(inputs, outputs, attrs, ws):
-    matmul(inputs[0], inputs[1], outputs[0], ws)
-
-
-def _pool_geometry(inputs, outputs, attrs):
-    nd = inputs[0].ndim - 2
-    ks = list(attrs["kernel_shape"])
-    kh, kw = (1, ks[0]) if nd == 1 else ks
-    s = _spatial(attrs, "strides", nd, 1)
-    d = _spatial(attrs, "dilations", nd, 1)
-    return kh, kw, s, d, _pads(attrs, nd)
-
-
-def _op_maxpool(inputs, outputs, attrs, ws):
-    if len(outputs) > 1 and outputs[1] is not None:
-        raise NotImplementedError("MaxPool Indices output is not supported")
-    kh, kw, s, d, p = _pool_geometry(inputs, outputs, attrs)
-    maxpool2d(_as4d(inputs[0]), _as4d(outputs[0]), kh, kw, s[0], s[1], p[0], p[1], d[0], d[1])
-
-
-def _op_avgpool(inputs, outputs, attrs, ws):
-    kh, kw, s, d, p = _pool_geometry(inputs, outputs, attrs)
-    if d != [1, 1]:
-        raise NotImplementedError("AveragePool dilations are not supported")
-    avgpool2d(
-        _as4d(inputs[0]),
-        _as4d(outputs[0]),
-        kh,
-        kw,
-        s[0],
-        s[1],
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        bool(attrs.get("count_include_pad", 0)),
-    )
-
-
-def _op_gap(inputs, outputs, attrs, ws):
-    x = inputs[0]
-    n, c = x.shape[:2]
-    global_avgpool(x.reshape(n, c, -1), outputs[0].reshape(n, c))
-
-
-def _flat_unary(fn):
-    def op(inputs, outputs, attrs, ws):
-        fn(inputs[0].reshape(-1), outputs[0].reshape(-1))
-
-    return op
-
-
-def _op_relu(inputs, outputs, attrs, ws):
-    act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), ACT_RELU, 0.0, 0.0)
-
-
-def _op_leaky(inputs, outputs, attrs, ws):
-    act_flat(
-        inputs[0].reshape(-1),
-        outputs[0].reshape(-1),
-        ACT_LEAKY,
-        float(attrs.get("alpha", 0.01)),
-        0.0,
-    )
-
-
-def _op_clip(inputs, outputs, attrs, ws):
-    lo = attrs.get("min", -np.inf)
-    hi = attrs.get("max", np.inf)
-    if len(inputs) > 1 and inputs[1] is not None and inputs[1].size:
-        lo = inputs[1].reshape(-1)[0]
-    if len(inputs) > 2 and inputs[2] is not None and inputs[2].size:
-        hi = inputs[2].reshape(-1)[0]
-    act_flat(inputs[0].reshape(-1), outputs[0].reshape(-1), ACT_CLIP, float(lo), float(hi))
-
-
-def _binary_op(code):
-    def op(inputs, outputs, attrs, ws):
-        binary(code, inputs[0], inputs[1], outputs[0])
-
-    return op
-
-
-def _op_sum(inputs, outputs, attrs, ws):
-    sum_n(list(inputs), outputs[0])
-
-
-def _op_copy(inputs, outputs, attrs, ws):
-    if inputs[0] is not outputs[0]:
-        copy_flat(inputs[0].reshape(-1), outputs[0].reshape(-1))
-
-
-def _op_dropout(inputs, outputs, attrs, ws):
-    _op_copy(inputs, outputs, attrs, ws)
-    if len(outputs) > 1 and outputs[1] is not None:
-        outputs[1][...] = True
-
-
-def _op_concat(inputs, outputs, attrs, ws):
-    concat(list(inputs), outputs[0], int(attrs["axis"]))
-
-
-def _op_transpose(inputs, outputs, attrs, ws):
-    perm = attrs.get("perm")
-    transpose(inputs[0], outputs[0], tuple(perm) if perm is not None else None)
-
-
-def _op_pad(inputs, outputs, attrs, ws):
-    pads = attrs.get("pads")
-    if pads is None:
-        pads = [int(v) for v in inputs[1].reshape(-1)]
-    value = attrs.get("value", 0.0)
-    if len(inputs) > 2 and inputs[2] is not None and inputs[2].size:
-        value = float(inputs[2].reshape(-1)[0])
-    mode = attrs.get("mode", "constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    pad(inputs[0], outputs[0], tuple(pads), mode, float(value))
-
-
-def _axis3(x: Array, axis: int) -> tuple[int, int, int]:
-    axis = axis % x.ndim
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
-    return outer, x.shape[axis], inner
-
-
-def _op_softmax(inputs, outputs, attrs, ws):
-    x = inputs[0]
-    o, a, i = _axis3(x, int(attrs.get("axis", -1)))
-    softmax(x.reshape(o, a, i), outputs[0].reshape(o, a, i))
-
-
-def _op_lrn(inputs, outputs, attrs, ws):
-    x = inputs[0]
-    v = (x.shape[0], x.shape[1], -1)
-    lrn(
-        x.reshape(v),
-        outputs[0].reshape(v),
-        int(attrs["size"]),
-        float(attrs.get("alpha", 1e-4)),
-        float(attrs.get("beta", 0.75)),
-        float(attrs.get("bias", 1.0)),
-    )
-
-
-def _op_batchnorm(inputs, outputs, attrs, ws):
-    x = inputs[0]
-    v = (x.shape[0], x.shape[1], -1)
-    batchnorm(
-        x.reshape(v),
-        inputs[1],
-        inputs[2],
-        inputs[3],
-        inputs[4],
-        float(attrs.get("epsilon", 1e-5)),
-        outputs[0].reshape(v),
-    )
-
-
-#: ONNX op name -> dispatcher ``fn(inputs, outputs, attrs, ws)``.
-OPS: dict[str, Kernel] = {
-    "Conv": _op_conv,
-    "Gemm": _op_gemm,
-    "MatMul": _op_matmul,
-    "MaxPool": _op_maxpool,
-    "AveragePool": _op_avgpool,
-    "GlobalAveragePool": _op_gap,
-    "Relu": _op_relu,
-    "LeakyRelu": _op_leaky,
-    "Clip": _op_clip,
-    "Sigmoid": _flat_unary(sigmoid_flat),
-    "Tanh": _flat_unary(tanh_flat),
-    "Add": _binary_op(OP_ADD),
-    "Sub": _binary_op(OP_SUB),
-    "Mul": _binary_op(OP_MUL),
-    "Div": _binary_op(OP_DIV),
-    "Max": _binary_op(OP_MAX),
-    "Min": _binary_op(OP_MIN),
-    "Sum": _op_sum,
-    "Concat": _op_concat,
-    "Reshape": _op_copy,
-    "Flatten": _op_copy,
-    "Squeeze": _op_copy,
-    "Unsqueeze": _op_copy,
-    "Identity": _op_copy,
-    "Dropout": _op_dropout,
-    "Transpose": _op_transpose,
-    "Pad": _op_pad,
-    "Softmax": _op_softmax,
-    "LRN": _op_lrn,
-    "BatchNormalization": _op_batchnorm,
-}
-
-
-def workspace_size(
-    op: str, inputs: Sequence[Any], outputs: Sequence[Any], attrs: Mapping[str, Any]
-) -> int:
-    """Float32 workspace elements node ``op`` needs; ``inputs``/``outputs`` are arrays or shapes."""
-
-    def shp(a):
-        return tuple(a.shape) if hasattr(a, "shape") else tuple(a)
-
-    if op == "Conv":
-        return _ws_conv(inputs, outputs, attrs)
-    if op == "Gemm":
-        a, b = shp(inputs[0]), shp(inputs[1])
-        m, k = (a[1], a[0]) if attrs.get("transA", 0) else a
-        n = b[0] if attrs.get("transB", 0) else b[1]
-        return gemm_workspace_size(m, n, k)
-    if op == "MatMul":
-        return matmul_workspace_size(shp(inputs[0]), shp(inputs[1]))
-    return 0
-
-
 __all__ = [
     "ACT_CLIP",
     "ACT_LEAKY",
     "ACT_NONE",
     "ACT_RELU",
-    "OPS",
     "OP_ADD",
     "OP_DIV",
-    "OP_MAX",
-    "OP_MIN",
     "OP_MUL",
     "OP_SUB",
     "act_flat",
@@ -402,5 +77,4 @@ __all__ = [
     "sum_n",
     "tanh_flat",
     "transpose",
-    "workspace_size",
 ]

@@ -18,8 +18,6 @@ OP_ADD = 0
 OP_SUB = 1
 OP_MUL = 2
 OP_DIV = 3
-OP_MAX = 4
-OP_MIN = 5
 
 
 @njit(cache=True)
@@ -72,7 +70,7 @@ def tanh_flat(x, out):
 
 @njit(cache=True)
 def copy_flat(x, out):
-    """out = x (flat, contiguous): Reshape, Flatten, Squeeze, Unsqueeze, Dropout, Identity."""
+    """out = x (flat, contiguous): Reshape, whose output is its input in a new shape."""
     for i in range(x.shape[0]):
         out[i] = x[i]
 
@@ -85,11 +83,7 @@ def _bin(op, u, v):
         return u - v
     if op == 2:
         return u * v
-    if op == 3:
-        return u / v
-    if op == 4:
-        return u if u >= v or v != v else v
-    return u if u <= v or v != v else v
+    return u / v
 
 
 @njit(cache=True)
@@ -146,7 +140,7 @@ def _binary_nd(a, b, out, op):
 
 
 def binary(op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out = a (op) b with numpy broadcasting (op: OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN).
+    """out = a (op) b with numpy broadcasting (op: OP_ADD, OP_SUB, OP_MUL, OP_DIV).
 
     ``out`` must be C-contiguous with the broadcast shape (rank <= 6); it may alias ``a`` or ``b``
     when that operand already has the output shape.
@@ -182,8 +176,6 @@ __all__ = [
     "ACT_RELU",
     "OP_ADD",
     "OP_DIV",
-    "OP_MAX",
-    "OP_MIN",
     "OP_MUL",
     "OP_SUB",
     "act_flat",

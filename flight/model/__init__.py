@@ -2,8 +2,10 @@
 
 * :func:`load` reads a ``.flm`` file (:mod:`flight.model.format`, fully validated) into a
   runnable :class:`~flight.model.executor.Model` with its weights in protected memory.
-* :mod:`flight.model.onnx_import` (ground side, ``pip install 'flight[onnx]'``) converts ONNX.
-* :mod:`flight.model.graph` is the canonical graph, :mod:`flight.model.plan` the memory plan.
+* :mod:`flight.model.onnx_import` (ground side, ``pip install 'flight[onnx]'``) converts ONNX;
+  :mod:`flight.model.rewrite` holds flight's own graph rewrites (folding, fusion; no onnx).
+* :mod:`flight.model.ops` is the op registry (every canonical op, defined once),
+  :mod:`flight.model.graph` the canonical graph, :mod:`flight.model.plan` the memory plan.
 
 The file-level API (``dumps``, ``save``, the format errors, ``info``) lives in
 :mod:`flight.model.format`; the most used names are re-exported here.

@@ -28,9 +28,9 @@ import numpy as np
 from flight import errors
 from flight.crc import crc32c
 from flight.memory import ProtectedRegion
-from flight.model.graph import CANONICAL_OPS, Graph, Node
+from flight.model import ops
+from flight.model.graph import Graph, Node
 from flight.model.plan import MemoryPlan, lifetimes, plan
-from flight.model.shapes import check_node
 
 __all__ = ["Model", "ModelError", "Replica"]
 
@@ -42,7 +42,7 @@ class ModelError(errors.FlightError, ValueError):
 
 
 def _kernels() -> Any:
-    """The kernel table; imported on first use (numba is heavy), after the JIT cache is set."""
+    """The kernels; imported on first use (numba is heavy), after the JIT cache is set."""
     from flight import jitcache
 
     jitcache.configure()
@@ -97,7 +97,7 @@ class Model:
         kernels = _kernels()
         self._allocate = allocate
         self.graph = graph
-        self._check(graph, kernels)
+        self._check(graph)
         self.input_names = [name for name, _ in graph.inputs]
         self.output_names = [name for name, _ in graph.outputs]
         self.shapes = dict(graph.shapes)
@@ -164,7 +164,7 @@ class Model:
         for node, inputs, attrs in zip(graph.nodes, self.node_inputs, self.node_attrs, strict=True):
             shapes_in = [self._shape_of(name, executable) for name in inputs if name]
             shapes_out = [self.shapes[name] for name in node.outputs]
-            ws = max(ws, kernels.workspace_size(node.op, shapes_in, shapes_out, attrs))
+            ws = max(ws, ops.workspace_size(node.op, shapes_in, shapes_out, attrs))
         self.workspace_elements = ws
         self._replicas: dict[int, Replica] = {}
 
@@ -179,14 +179,14 @@ class Model:
 
     # --- validation -----------------------------------------------------------------------
     @staticmethod
-    def _check(graph: Graph, kernels: Any) -> None:
+    def _check(graph: Graph) -> None:
         """Every node canonical, every name defined before use, every shape exactly what the
-        op computes (shapes.check_node): the kernels do not check bounds, this does."""
+        op computes (ops.check_node): the kernels do not check bounds, this does."""
         shapes: dict[str, tuple[int, ...]] = {n: tuple(s) for n, s in graph.inputs}
         for name, tensor in graph.tensors.items():
             shapes[name] = tuple(tensor.shape)
         for node in graph.nodes:
-            if node.op not in CANONICAL_OPS or node.op not in kernels.OPS:
+            if node.op not in ops.OPS:
                 raise ModelError(f"node {node.name!r}: op {node.op!r} is not a flight op")
             for name in node.inputs:
                 if name and name not in shapes:
@@ -197,7 +197,7 @@ class Model:
                 if name not in graph.shapes:
                     raise ModelError(f"tensor {name!r} has no static shape")
             declared = tuple(graph.shapes[node.outputs[0]]) if node.outputs else ()
-            check_node(node, [shapes[n] if n else None for n in node.inputs], declared)
+            ops.check_node(node, [shapes[n] if n else None for n in node.inputs], declared)
             for name in node.outputs:
                 shapes[name] = tuple(graph.shapes[name])
         for name, shape in graph.outputs:
@@ -288,7 +288,6 @@ class Replica:
     """One replica's executor: weight copy ``index``, its own arena and workspace."""
 
     def __init__(self, model: Model, index: int) -> None:
-        kernels = _kernels()
         self.model = model
         self.index = index
         arena_elements = max(model.plan.arena_bytes // 4, 1)
@@ -311,7 +310,7 @@ class Replica:
         ):
             ins = [self._views[name] if name else None for name in inputs]
             outs = [self._views[name] for name in node.outputs]
-            self._steps.append((node, kernels.OPS[node.op], ins, outs, attrs))
+            self._steps.append((node, ops.kernel(node.op), ins, outs, attrs))
 
     def buffer(self, name: str) -> np.ndarray:
         """The live view of an activation (valid until a later node reuses its memory, unless

@@ -91,7 +91,6 @@ buffer, made by msgpack), so holding one tensor does not pin the file; copy with
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import os
@@ -105,6 +104,7 @@ from typing import Any, BinaryIO, NoReturn
 import msgpack
 import numpy as np
 
+from flight.atomic import write_atomically
 from flight.crc import crc32c
 from flight.errors import ConfigError, FlightError
 
@@ -342,31 +342,7 @@ def save(
     if hasattr(target, "write"):
         target.write(data)
     else:
-        _write_atomic(os.fspath(target), data)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    import tempfile  # ground-side only: kept off the board's import path
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable; not every filesystem can
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(target, data, strict_directory_sync=False)
 
 
 def _envelope(body: bytes) -> bytes:

@@ -1,8 +1,8 @@
 """flight's canonical graph: what the converter produces, the file stores and the executor runs.
 
 Static shapes everywhere, float32 activations, nodes in execution (topological) order, weights
-as numpy arrays. The ops and their attributes are listed in :data:`CANONICAL_OPS` and in
-docs/models.md.
+as numpy arrays. The ops and their attributes are defined in the op registry,
+:data:`flight.model.ops.OPS`.
 """
 
 from __future__ import annotations
@@ -13,35 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CANONICAL_OPS", "Graph", "Node"]
-
-#: Canonical ops and their attributes (activation fusion uses the kernels' names:
-#: ``activation`` in {"", "Relu", "LeakyRelu", "Clip"}, ``activation_alpha`` / ``_beta``).
-CANONICAL_OPS: dict[str, str] = {
-    "Conv": "kernel_shape, strides, pads[t,l,b,r], dilations, group, activation*",
-    "Gemm": "alpha, beta, transA, transB, activation*",
-    "MatMul": "",
-    "MaxPool": "kernel_shape, strides, pads[t,l,b,r], dilations",
-    "AveragePool": "kernel_shape, strides, pads[t,l,b,r], count_include_pad",
-    "GlobalAveragePool": "",
-    "BatchNormalization": "epsilon",
-    "Relu": "",
-    "LeakyRelu": "alpha",
-    "Clip": "min, max",
-    "Sigmoid": "",
-    "Tanh": "",
-    "Add": "",
-    "Sub": "",
-    "Mul": "",
-    "Div": "",
-    "Sum": "",
-    "Concat": "axis (non-negative)",
-    "Reshape": "shape (the static output shape)",
-    "Transpose": "perm",
-    "Pad": "pads[begin..., end...], mode (constant|reflect|edge), value",
-    "Softmax": "axis (non-negative; opset < 13 models are rewritten to this form)",
-    "LRN": "size, alpha, beta, bias",
-}
+__all__ = ["Graph", "Node"]
 
 
 @dataclass

@@ -11,7 +11,8 @@ import os
 from typing import Any
 
 from flight.model import format as flm
-from flight.model.graph import CANONICAL_OPS, Graph, Node
+from flight.model.graph import Graph, Node
+from flight.model.ops import OPS
 
 __all__ = ["PRODUCER", "from_model_file", "load", "load_graph", "save", "to_model_file"]
 
@@ -60,12 +61,12 @@ def from_model_file(model: flm.ModelFile) -> Graph:
 
 def save(graph: Graph, target: str | os.PathLike[str], producer: str = PRODUCER) -> None:
     """Write a canonical graph as a ``.flm`` file (atomically)."""
-    flm.save(target, to_model_file(graph, producer), allowed_ops=CANONICAL_OPS)
+    flm.save(target, to_model_file(graph, producer), allowed_ops=OPS)
 
 
 def load_graph(source: Any) -> Graph:
     """Read and validate a ``.flm`` file; only flight's canonical ops are accepted."""
-    return from_model_file(flm.load(source, allowed_ops=CANONICAL_OPS))
+    return from_model_file(flm.load(source, allowed_ops=OPS))
 
 
 def load(

@@ -14,15 +14,18 @@ stays simple:
   made explicit; ``auto_pad`` resolved to explicit pads,
 * Reshape / Flatten / Squeeze / Unsqueeze all become ``Reshape`` to the static output shape,
   Identity and Dropout disappear,
-* BatchNormalization folded into the preceding Conv or Gemm, and Relu / LeakyRelu / Clip fused
-  into a preceding Conv or Gemm when nothing else reads the pre-activation value.
+* then flight's own graph rewrites (:mod:`flight.model.rewrite`, no onnx needed): BatchNormalization
+  folded into the preceding Conv or Gemm, Relu / LeakyRelu / Clip fused into a preceding Conv or
+  Gemm when nothing else reads the pre-activation value, unused nodes and tensors pruned.
+
+Every emitted node is checked against the op registry (:mod:`flight.model.ops`): only canonical
+ops, only their attributes.
 
 Anything else is refused with :class:`UnsupportedOpError`, naming the op and the node.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from flight import errors
-from flight.model.graph import CANONICAL_OPS, Graph, Node
+from flight.model import ops, rewrite
+from flight.model.graph import Graph, Node
 
 __all__ = [
     "MIN_OPSET",
@@ -50,10 +54,8 @@ class UnsupportedOpError(ConversionError):
     """An op, or an op configuration, that flight does not run; the message names the node."""
 
 
-_ELEMENTWISE_BINARY = {"Add", "Sub", "Mul", "Div"}
 _RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _ALIAS_OPS = {"Identity", "Dropout"}
-_FUSABLE_ACTIVATIONS = {"Relu", "LeakyRelu", "Clip"}
 
 
 def _onnx() -> Any:
@@ -297,15 +299,18 @@ class _Converter:
 
     def emit(self, node: Any, op: str, inputs: list[str], attrs: dict[str, Any]) -> None:
         outputs = [o for o in node.output if o][:1]
-        self.nodes.append(
-            Node(node.name, op, [self.ref(i) if i else "" for i in inputs], outputs, attrs)
-        )
+        self.append(Node(node.name, op, [self.ref(i) if i else "" for i in inputs], outputs, attrs))
+
+    def append(self, node: Node) -> None:
+        """Add a canonical node; a name or attribute the registry does not know is a bug here."""
+        ops.check_attrs(node)
+        self.nodes.append(node)
 
     def unsupported(self, node: Any, why: str = "") -> UnsupportedOpError:
         detail = f": {why}" if why else ""
         return UnsupportedOpError(
             f"op {node.op_type} (node {node.name!r}) is not supported{detail}. "
-            f"Supported ops: {', '.join(sorted(set(CANONICAL_OPS) | _RESHAPE_LIKE | _ALIAS_OPS))}"
+            f"Supported ops: {', '.join(sorted(set(ops.OPS) | _RESHAPE_LIKE | _ALIAS_OPS))}"
         )
 
     def check_outputs_used(self, node: Any, allowed: int) -> None:
@@ -552,13 +557,13 @@ class _Converter:
         flat_in, flat_out = f"{node.name}.flat_in", f"{node.name}.flat_out"
         self.extra_shapes[flat_in] = self.extra_shapes[flat_out] = flat_shape
         source = self.ref(node.input[0])
-        self.nodes.append(
+        self.append(
             Node(
                 f"{node.name}.flatten", "Reshape", [source], [flat_in], {"shape": list(flat_shape)}
             )
         )
-        self.nodes.append(Node(node.name, "Softmax", [flat_in], [flat_out], {"axis": 1}))
-        self.nodes.append(
+        self.append(Node(node.name, "Softmax", [flat_in], [flat_out], {"axis": 1}))
+        self.append(
             Node(
                 f"{node.name}.unflatten",
                 "Reshape",
@@ -581,106 +586,6 @@ class _Converter:
                 "bias": float(attrs.get("bias", 1.0)),
             },
         )
-
-
-# --- graph rewrites ---------------------------------------------------------------------------
-def _consumers(nodes: list[Node]) -> Counter:
-    return Counter(i for n in nodes for i in n.inputs if i)
-
-
-def _fold_batchnorm(graph: Graph) -> None:
-    """BatchNormalization after a Conv/Gemm whose output only it reads: fold into the weights."""
-    graph_outputs = {name for name, _ in graph.outputs}
-    while True:
-        consumers = _consumers(graph.nodes)
-        producer = {n.outputs[0]: n for n in graph.nodes}
-        for bn in graph.nodes:
-            if bn.op != "BatchNormalization":
-                continue
-            prev = producer.get(bn.inputs[0])
-            if (
-                prev is None
-                or prev.op not in ("Conv", "Gemm")
-                or consumers[prev.outputs[0]] != 1
-                or prev.outputs[0] in graph_outputs
-                or prev.attrs["activation"]
-                or (prev.op == "Gemm" and prev.attrs["transA"])
-                or any(i and i not in graph.tensors for i in prev.inputs[1:])
-            ):
-                continue
-            scale, shift, mean, var = (graph.tensors[n].astype(np.float64) for n in bn.inputs[1:5])
-            factor = scale / np.sqrt(var + bn.attrs["epsilon"])
-            weight = graph.tensors[prev.inputs[1]].astype(np.float64)
-            if prev.op == "Conv":
-                new_w = weight * factor[:, None, None, None]
-                out_channels = weight.shape[0]
-            else:
-                alpha = prev.attrs["alpha"]
-                if prev.attrs["transB"]:
-                    new_w = weight * factor[:, None]
-                else:
-                    new_w = weight * factor[None, :]
-                out_channels = factor.size
-                new_w = new_w * alpha
-                prev.attrs["alpha"] = 1.0
-            bias_name = prev.inputs[2]
-            bias = np.zeros(out_channels) if not bias_name else graph.tensors[bias_name]
-            if prev.op == "Gemm":
-                bias = np.broadcast_to(
-                    bias.astype(np.float64) * prev.attrs["beta"], (out_channels,)
-                )
-                prev.attrs["beta"] = 1.0
-            new_b = (bias.astype(np.float64) - mean) * factor + shift
-            w_name, b_name = f"{prev.name}.weight_bn", f"{prev.name}.bias_bn"
-            graph.tensors[w_name] = new_w.astype(np.float32)
-            graph.tensors[b_name] = new_b.astype(np.float32)
-            prev.inputs[1], prev.inputs[2] = w_name, b_name
-            prev.outputs[0] = bn.outputs[0]
-            graph.nodes.remove(bn)
-            break
-        else:
-            return
-
-
-def _fuse_activations(graph: Graph) -> None:
-    graph_outputs = {name for name, _ in graph.outputs}
-    consumers = _consumers(graph.nodes)
-    producer = {n.outputs[0]: n for n in graph.nodes}
-    for act in list(graph.nodes):
-        if act.op not in _FUSABLE_ACTIVATIONS:
-            continue
-        prev = producer.get(act.inputs[0])
-        if (
-            prev is None
-            or prev.op not in ("Conv", "Gemm")
-            or prev.attrs["activation"]
-            or consumers[prev.outputs[0]] != 1
-            or prev.outputs[0] in graph_outputs
-        ):
-            continue
-        prev.attrs["activation"] = act.op
-        if act.op == "LeakyRelu":
-            prev.attrs["activation_alpha"] = act.attrs["alpha"]
-        elif act.op == "Clip":
-            prev.attrs["activation_alpha"] = act.attrs["min"]
-            prev.attrs["activation_beta"] = act.attrs["max"]
-        del producer[prev.outputs[0]]
-        prev.outputs[0] = act.outputs[0]
-        producer[prev.outputs[0]] = prev
-        graph.nodes.remove(act)
-
-
-def _prune(graph: Graph) -> None:
-    """Drop nodes nothing needs and tensors no node reads."""
-    needed = {name for name, _ in graph.outputs}
-    kept: list[Node] = []
-    for node in reversed(graph.nodes):
-        if node.outputs[0] in needed:
-            kept.append(node)
-            needed.update(i for i in node.inputs if i)
-    graph.nodes = kept[::-1]
-    used = {i for n in graph.nodes for i in n.inputs if i}
-    graph.tensors = {k: v for k, v in graph.tensors.items() if k in used}
 
 
 def convert_onnx(
@@ -757,10 +662,10 @@ def convert_onnx(
         },
     )
     if fold_batchnorm:
-        _fold_batchnorm(graph)
+        rewrite.fold_batchnorm(graph)
     if fuse_activations:
-        _fuse_activations(graph)
-    _prune(graph)
+        rewrite.fuse_activations(graph)
+    rewrite.prune(graph)
     for node in graph.nodes:
         for name in node.inputs:
             if name and name in graph.tensors and graph.tensors[name].dtype != np.float32:

@@ -1,25 +1,52 @@
-"""Shape and attribute rules of every canonical op, checked before anything runs.
+"""Shape and attribute rules of the canonical ops, checked before anything runs.
 
 The kernels trust their arguments (no bounds checks in the inner loops: that is what makes them
 fast). A model file can be corrupted or hostile while still being well-formed, e.g. a Conv whose
-declared output shape is larger than its input allows. So the executor checks every node here,
-once, at load: each attribute within its range and each output shape exactly what the op
-computes from its input shapes. A model that passes cannot make a kernel read or write outside
-its buffers.
+declared output shape is larger than its input allows. So the executor checks every node once,
+at load (:func:`flight.model.ops.check_node`): each attribute within its range and each output
+shape exactly what the op computes from its input shapes. A model that passes cannot make a
+kernel read or write outside its buffers.
+
+A rule is ``rule(node, input_shapes, attrs) -> output shape`` (or a list of the allowed output
+shapes); it raises :class:`ShapeError`. Which op uses which rule is said in the op registry,
+:mod:`flight.model.ops`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from flight import errors
 
-__all__ = ["MAX_RANK", "ShapeError", "check_node"]
+__all__ = [
+    "ACTIVATIONS",
+    "MAX_RANK",
+    "ShapeError",
+    "avgpool",
+    "batchnorm",
+    "broadcast",
+    "clip",
+    "concat",
+    "conv",
+    "fail",
+    "gemm",
+    "global_avgpool",
+    "leaky_relu",
+    "lrn",
+    "matmul",
+    "maxpool",
+    "pad",
+    "reshape",
+    "same",
+    "softmax",
+    "transpose",
+]
 
 MAX_RANK = 6  # the data-movement kernels' limit
+#: Activations a Conv or Gemm can fuse ("" is none); the kernels' ``_act`` codes.
 ACTIVATIONS = ("", "Relu", "LeakyRelu", "Clip")
 
 Shape = tuple[int, ...]
@@ -29,7 +56,8 @@ class ShapeError(errors.FlightError, ValueError):
     """A node's attributes or shapes are inconsistent (corrupt or hostile model)."""
 
 
-def _fail(node: Any, message: str) -> ShapeError:
+def fail(node: Any, message: str) -> ShapeError:
+    """The error for ``node``, naming it and its op."""
     return ShapeError(f"node {node.name!r} ({node.op}): {message}")
 
 
@@ -40,27 +68,27 @@ def _ints(node: Any, attrs: dict, key: str, count: int, minimum: int) -> list[in
         or len(value) != count
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
     ):
-        raise _fail(node, f"attribute {key} must be {count} integers >= {minimum}, got {value!r}")
+        raise fail(node, f"attribute {key} must be {count} integers >= {minimum}, got {value!r}")
     return list(value)
 
 
 def _int(node: Any, attrs: dict, key: str, default: int, lo: int, hi: int) -> int:
     value = attrs.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _fail(node, f"attribute {key} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise fail(node, f"attribute {key} must be an integer in [{lo}, {hi}], got {value!r}")
     return value
 
 
 def _float(node: Any, attrs: dict, key: str, default: float) -> float:
     value = attrs.get(key, default)
     if not isinstance(value, int | float) or isinstance(value, bool) or np.isnan(value):
-        raise _fail(node, f"attribute {key} must be a number, got {value!r}")
+        raise fail(node, f"attribute {key} must be a number, got {value!r}")
     return float(value)
 
 
 def _rank(node: Any, shape: Shape, allowed: Sequence[int], what: str = "input") -> None:
     if len(shape) not in allowed:
-        raise _fail(node, f"{what} of rank {len(shape)} (shape {shape}), expected {allowed}")
+        raise fail(node, f"{what} of rank {len(shape)} (shape {shape}), expected {allowed}")
 
 
 def _window_out(size: int, k: int, stride: int, dil: int, begin: int, end: int) -> int:
@@ -69,32 +97,32 @@ def _window_out(size: int, k: int, stride: int, dil: int, begin: int, end: int) 
 
 def _activation(node: Any, attrs: dict) -> None:
     if attrs.get("activation", "") not in ACTIVATIONS:
-        raise _fail(node, f"unknown fused activation {attrs.get('activation')!r}")
+        raise fail(node, f"unknown fused activation {attrs.get('activation')!r}")
     _float(node, attrs, "activation_alpha", 0.0)
     _float(node, attrs, "activation_beta", 0.0)
 
 
-def _conv(node, ins, attrs) -> Shape:
+def conv(node, ins, attrs) -> Shape:
     x, w = ins[0], ins[1]
     _rank(node, x, (4,))
     _rank(node, w, (4,), "weight")
     n, c, h, wd = x
     m, cg, kh, kw = w
     if _ints(node, attrs, "kernel_shape", 2, 1) != [kh, kw]:
-        raise _fail(node, f"kernel_shape {attrs.get('kernel_shape')} != weight {w[2:]}")
+        raise fail(node, f"kernel_shape {attrs.get('kernel_shape')} != weight {w[2:]}")
     sh, sw = _ints(node, attrs, "strides", 2, 1)
     dh, dw = _ints(node, attrs, "dilations", 2, 1)
     pt, pl, pb, pr = _ints(node, attrs, "pads", 4, 0)
     group = _int(node, attrs, "group", 1, 1, max(c, 1))
     if c % group or m % group or cg * group != c:
-        raise _fail(node, f"group {group} does not fit {c} input / {m} output channels ({w})")
+        raise fail(node, f"group {group} does not fit {c} input / {m} output channels ({w})")
     if len(ins) > 2 and ins[2] is not None and ins[2] != (m,):
-        raise _fail(node, f"bias shape {ins[2]} != ({m},)")
+        raise fail(node, f"bias shape {ins[2]} != ({m},)")
     _activation(node, attrs)
     oh = _window_out(h, kh, sh, dh, pt, pb)
     ow = _window_out(wd, kw, sw, dw, pl, pr)
     if oh < 1 or ow < 1:
-        raise _fail(node, f"the kernel does not fit the padded input {x}")
+        raise fail(node, f"the kernel does not fit the padded input {x}")
     return (n, m, oh, ow)
 
 
@@ -107,12 +135,12 @@ def _pool(node, ins, attrs, dilated: bool) -> list[Shape]:
     dh, dw = _ints(node, attrs, "dilations", 2, 1) if dilated else (1, 1)
     pt, pl, pb, pr = _ints(node, attrs, "pads", 4, 0)
     if max(pt, pb) >= dh * (kh - 1) + 1 or max(pl, pr) >= dw * (kw - 1) + 1:
-        raise _fail(node, "pads must be smaller than the (dilated) kernel")
+        raise fail(node, "pads must be smaller than the (dilated) kernel")
     if not dilated:
         _int(node, attrs, "count_include_pad", 0, 0, 1)
     floor_h, floor_w = _window_out(h, kh, sh, dh, pt, pb), _window_out(w, kw, sw, dw, pl, pr)
     if floor_h < 1 or floor_w < 1:
-        raise _fail(node, f"the window does not fit the padded input {x}")
+        raise fail(node, f"the window does not fit the padded input {x}")
     # ceil_mode (resolved by the converter) may add one window that starts inside the input
     options = []
     for extra_h in (0, 1):
@@ -123,11 +151,11 @@ def _pool(node, ins, attrs, dilated: bool) -> list[Shape]:
     return options
 
 
-def _same(node, ins, attrs) -> Shape:
+def same(node, ins, attrs) -> Shape:
     return ins[0]
 
 
-def _gemm(node, ins, attrs) -> Shape:
+def gemm(node, ins, attrs) -> Shape:
     a, b = ins[0], ins[1]
     _rank(node, a, (2,))
     _rank(node, b, (2,), "B")
@@ -139,28 +167,28 @@ def _gemm(node, ins, attrs) -> Shape:
     m, k = (a[1], a[0]) if ta else a
     k2, n = (b[1], b[0]) if tb else b
     if k != k2:
-        raise _fail(node, f"inner dimensions differ: {a} and {b}")
+        raise fail(node, f"inner dimensions differ: {a} and {b}")
     if len(ins) > 2 and ins[2] is not None:
         try:
             if np.broadcast_shapes(ins[2], (m, n)) != (m, n):
                 raise ValueError
         except ValueError:
-            raise _fail(node, f"C of shape {ins[2]} does not broadcast to {(m, n)}") from None
+            raise fail(node, f"C of shape {ins[2]} does not broadcast to {(m, n)}") from None
     return (m, n)
 
 
-def _matmul(node, ins, attrs) -> Shape:
+def matmul(node, ins, attrs) -> Shape:
     a, b = ins
     if not a or not b:
-        raise _fail(node, "MatMul of a scalar")
+        raise fail(node, "MatMul of a scalar")
     a2 = (1, *a) if len(a) == 1 else a
     b2 = (*b, 1) if len(b) == 1 else b
     if a2[-1] != b2[-2]:
-        raise _fail(node, f"inner dimensions differ: {a} and {b}")
+        raise fail(node, f"inner dimensions differ: {a} and {b}")
     try:
         batch = np.broadcast_shapes(a2[:-2], b2[:-2])
     except ValueError:
-        raise _fail(node, f"batch dimensions do not broadcast: {a} and {b}") from None
+        raise fail(node, f"batch dimensions do not broadcast: {a} and {b}") from None
     out = (*batch, a2[-2], b2[-1])
     if len(a) == 1:
         out = out[:-2] + out[-1:]
@@ -169,151 +197,106 @@ def _matmul(node, ins, attrs) -> Shape:
     return out
 
 
-def _broadcast(node, ins, attrs) -> Shape:
+def broadcast(node, ins, attrs) -> Shape:
     try:
         return tuple(np.broadcast_shapes(*ins))
     except ValueError:
-        raise _fail(node, f"shapes {ins} do not broadcast") from None
+        raise fail(node, f"shapes {ins} do not broadcast") from None
 
 
-def _batchnorm(node, ins, attrs) -> Shape:
+def batchnorm(node, ins, attrs) -> Shape:
     x = ins[0]
     if len(x) < 2:
-        raise _fail(node, f"input {x} has no channel dimension")
+        raise fail(node, f"input {x} has no channel dimension")
     for p in ins[1:5]:
         if p != (x[1],):
-            raise _fail(node, f"parameter of shape {p}, expected ({x[1]},)")
+            raise fail(node, f"parameter of shape {p}, expected ({x[1]},)")
     if _float(node, attrs, "epsilon", 1e-5) < 0:
-        raise _fail(node, "negative epsilon")
+        raise fail(node, "negative epsilon")
     return x
 
 
-def _concat(node, ins, attrs) -> Shape:
+def concat(node, ins, attrs) -> Shape:
     rank = len(ins[0])
     axis = _int(node, attrs, "axis", 0, 0, max(rank - 1, 0))
     for s in ins[1:]:
         if len(s) != rank or any(s[i] != ins[0][i] for i in range(rank) if i != axis):
-            raise _fail(node, f"inputs {ins} differ outside axis {axis}")
+            raise fail(node, f"inputs {ins} differ outside axis {axis}")
     out = list(ins[0])
     out[axis] = sum(s[axis] for s in ins)
     return tuple(out)
 
 
-def _reshape(node, ins, attrs) -> Shape:
+def reshape(node, ins, attrs) -> Shape:
     shape = attrs.get("shape")
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        raise _fail(node, f"attribute shape must be non-negative integers, got {shape!r}")
+        raise fail(node, f"attribute shape must be non-negative integers, got {shape!r}")
     if int(np.prod(shape, dtype=np.int64)) != int(np.prod(ins[0], dtype=np.int64)):
-        raise _fail(node, f"cannot reshape {ins[0]} to {tuple(shape)}")
+        raise fail(node, f"cannot reshape {ins[0]} to {tuple(shape)}")
     return tuple(shape)
 
 
-def _transpose(node, ins, attrs) -> Shape:
+def transpose(node, ins, attrs) -> Shape:
     perm = attrs.get("perm")
     rank = len(ins[0])
     if not isinstance(perm, list | tuple) or sorted(perm) != list(range(rank)):
-        raise _fail(node, f"perm {perm!r} is not a permutation of {rank} axes")
+        raise fail(node, f"perm {perm!r} is not a permutation of {rank} axes")
     return tuple(ins[0][p] for p in perm)
 
 
-def _pad(node, ins, attrs) -> Shape:
+def pad(node, ins, attrs) -> Shape:
     x = ins[0]
     rank = len(x)
     pads = _ints(node, attrs, "pads", 2 * rank, 0)
     mode = attrs.get("mode", "constant")
     if mode not in ("constant", "reflect", "edge"):
-        raise _fail(node, f"unknown pad mode {mode!r}")
+        raise fail(node, f"unknown pad mode {mode!r}")
     _float(node, attrs, "value", 0.0)
     for axis in range(rank):
         begin, end = pads[axis], pads[rank + axis]
         if mode == "reflect" and max(begin, end) > x[axis] - 1 and (begin or end):
-            raise _fail(node, f"reflect pad {begin},{end} too large for dimension {x[axis]}")
+            raise fail(node, f"reflect pad {begin},{end} too large for dimension {x[axis]}")
         if mode == "edge" and x[axis] == 0 and (begin or end):
-            raise _fail(node, "edge pad of an empty dimension")
+            raise fail(node, "edge pad of an empty dimension")
     return tuple(x[i] + pads[i] + pads[rank + i] for i in range(rank))
 
 
-def _softmax(node, ins, attrs) -> Shape:
+def softmax(node, ins, attrs) -> Shape:
     _int(node, attrs, "axis", len(ins[0]) - 1, 0, max(len(ins[0]) - 1, 0))
     return ins[0]
 
 
-def _lrn(node, ins, attrs) -> Shape:
+def lrn(node, ins, attrs) -> Shape:
     if len(ins[0]) < 3:
-        raise _fail(node, f"LRN needs at least 3 dimensions, got {ins[0]}")
+        raise fail(node, f"LRN needs at least 3 dimensions, got {ins[0]}")
     _int(node, attrs, "size", 1, 1, 1 << 16)
     for key, default in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)):
         _float(node, attrs, key, default)
     return ins[0]
 
 
-def _global_pool(node, ins, attrs) -> Shape:
+def global_avgpool(node, ins, attrs) -> Shape:
     _rank(node, ins[0], (4,))
     return (*ins[0][:2], 1, 1)
 
 
-def _leaky(node, ins, attrs) -> Shape:
+def leaky_relu(node, ins, attrs) -> Shape:
     _float(node, attrs, "alpha", 0.01)
     return ins[0]
 
 
-def _clip(node, ins, attrs) -> Shape:
+def clip(node, ins, attrs) -> Shape:
     lo, hi = _float(node, attrs, "min", -np.inf), _float(node, attrs, "max", np.inf)
     if lo > hi:
-        raise _fail(node, f"min {lo} > max {hi}")
+        raise fail(node, f"min {lo} > max {hi}")
     return ins[0]
 
 
-_RULES: dict[str, tuple[tuple[int, int], Callable[..., Any]]] = {
-    # op: ((min inputs, max inputs), rule)
-    "Conv": ((2, 3), _conv),
-    "Gemm": ((2, 3), _gemm),
-    "MatMul": ((2, 2), _matmul),
-    "MaxPool": ((1, 1), lambda n, i, a: _pool(n, i, a, True)),
-    "AveragePool": ((1, 1), lambda n, i, a: _pool(n, i, a, False)),
-    "GlobalAveragePool": ((1, 1), _global_pool),
-    "BatchNormalization": ((5, 5), _batchnorm),
-    "Relu": ((1, 1), _same),
-    "LeakyRelu": ((1, 1), _leaky),
-    "Clip": ((1, 1), _clip),
-    "Sigmoid": ((1, 1), _same),
-    "Tanh": ((1, 1), _same),
-    "Add": ((2, 2), _broadcast),
-    "Sub": ((2, 2), _broadcast),
-    "Mul": ((2, 2), _broadcast),
-    "Div": ((2, 2), _broadcast),
-    "Sum": ((1, 64), _broadcast),
-    "Concat": ((1, 1024), _concat),
-    "Reshape": ((1, 1), _reshape),
-    "Transpose": ((1, 1), _transpose),
-    "Pad": ((1, 1), _pad),
-    "Softmax": ((1, 1), _softmax),
-    "LRN": ((1, 1), _lrn),
-}
+def maxpool(node, ins, attrs) -> list[Shape]:
+    return _pool(node, ins, attrs, True)
 
 
-def check_node(node: Any, input_shapes: Sequence[Shape | None], output_shape: Shape) -> None:
-    """Raise :class:`ShapeError` unless ``node`` is well-formed and produces ``output_shape``.
-
-    ``input_shapes`` has None for an absent optional input (an empty name).
-    """
-    rule = _RULES.get(node.op)
-    if rule is None:
-        raise _fail(node, "not a canonical op")
-    (lo, hi), compute = rule
-    if len(node.outputs) != 1:
-        raise _fail(node, f"expected one output, got {len(node.outputs)}")
-    if not lo <= len(input_shapes) <= hi:
-        raise _fail(node, f"expected {lo}..{hi} inputs, got {len(input_shapes)}")
-    required = input_shapes if node.op not in ("Conv", "Gemm") else input_shapes[:2]
-    if any(s is None for s in required):
-        raise _fail(node, "a required input is absent")
-    for shape in [*input_shapes, output_shape]:
-        if shape is not None and len(shape) > MAX_RANK:
-            raise _fail(node, f"rank {len(shape)} is above the kernels' limit of {MAX_RANK}")
-    expected = compute(node, list(input_shapes), dict(node.attrs))
-    allowed = expected if isinstance(expected, list) else [expected]
-    if tuple(output_shape) not in [tuple(s) for s in allowed]:
-        raise _fail(node, f"declared output shape {tuple(output_shape)}, computed {allowed[0]}")
+def avgpool(node, ins, attrs) -> list[Shape]:
+    return _pool(node, ins, attrs, False)

@@ -89,8 +89,6 @@ def binary(op, a, b):
         "Sub": np.subtract,
         "Mul": np.multiply,
         "Div": np.divide,
-        "Max": np.maximum,
-        "Min": np.minimum,
     }[op]
     return _f32(f(a, b))
 

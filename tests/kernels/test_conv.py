@@ -7,15 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flight.kernels import (
-    OPS,
     conv2d,
     conv2d_packed,
     conv_output_size,
     conv_workspace_size,
     fold_batchnorm,
     pack_conv_weights,
-    workspace_size,
 )
+from flight.model.ops import kernel, workspace_size
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -125,7 +124,7 @@ def test_conv_dispatch_fused_activation(act, alpha, beta):
     }
     out = np.empty((1, 5, 8, 8), np.float32)
     ws = np.empty(workspace_size("Conv", [x, w, b], [out], attrs), np.float32)
-    OPS["Conv"]([x, w, b], [out], attrs, ws)
+    kernel("Conv")([x, w, b], [out], attrs, ws)
     y = ref.conv2d(x, w, b, (1, 1), (1, 1, 1, 1))
     want = {"Relu": ref.relu(y), "LeakyRelu": ref.leaky_relu(y, 0.1), "Clip": ref.clip(y, 0, 6)}[
         act
@@ -140,7 +139,7 @@ def test_conv1d_dispatch():
     attrs = {"pads": [2, 1], "strides": [2]}
     lo = conv_output_size(20, 5, 2, 2, 1, 1)
     out = np.empty((2, 4, lo), np.float32)
-    OPS["Conv"]([x, w], [out], attrs, None)
+    kernel("Conv")([x, w], [out], attrs, None)
     want = ref.conv2d(x[:, :, None], w[:, :, None], None, (1, 2), (0, 2, 0, 1))[:, :, 0]
     np.testing.assert_allclose(out, want, rtol=RTOL, atol=1e-4)
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 import hashlib, sys
 import numpy as np
-from flight.kernels import OPS, workspace_size
+from flight.model.ops import kernel, workspace_size
 
 def run():
     rng = np.random.default_rng(1234)
@@ -24,15 +24,15 @@ def run():
     h: list[bytes] = []
     y1 = np.empty((1, 24, 23, 23), np.float32)
     a1 = {"pads": [1, 1, 1, 1], "activation": "Relu"}
-    OPS["Conv"]([x, w1, b], [y1], a1, np.empty(workspace_size("Conv", [x, w1, b], [y1], a1),
+    kernel("Conv")([x, w1, b], [y1], a1, np.empty(workspace_size("Conv", [x, w1, b], [y1], a1),
                                                  np.float32))
     y2 = np.empty((1, 24, 11, 11), np.float32)
     a2 = {"pads": [1, 1, 1, 1], "strides": [2, 2]}
-    OPS["Conv"]([x, w2], [y2], a2, None)
+    kernel("Conv")([x, w2], [y2], a2, None)
     s = np.empty((1, 10), np.float32)
-    OPS["Gemm"]([y2.reshape(1, -1), fc, b[:10]], [s], {"transB": 1}, None)
+    kernel("Gemm")([y2.reshape(1, -1), fc, b[:10]], [s], {"transB": 1}, None)
     p = np.empty_like(s)
-    OPS["Softmax"]([s], [p], {"axis": 1}, None)
+    kernel("Softmax")([s], [p], {"axis": 1}, None)
     for arr in (y1, y2, s, p):
         h.append(arr.tobytes())
     return hashlib.sha256(b"".join(h)).hexdigest()

@@ -6,7 +6,8 @@ import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flight.kernels import OPS, gemm, gemm_nn, gemm_workspace_size, matmul, matmul_shape
+from flight.kernels import gemm, gemm_nn, gemm_workspace_size, matmul, matmul_shape
+from flight.model.ops import kernel
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -44,7 +45,7 @@ def test_gemm_attrs(ta, tb, cshape):
     c = None if cshape is None else _r(rng, *cshape)
     out = np.empty((7, 13), np.float32)
     inputs = [a, b] if c is None else [a, b, c]
-    OPS["Gemm"](
+    kernel("Gemm")(
         inputs, [out], {"alpha": 0.5, "beta": 2.0, "transA": int(ta), "transB": int(tb)}, None
     )
     np.testing.assert_allclose(out, ref.gemm(a, b, c, 0.5, 2.0, ta, tb), rtol=RTOL, atol=ATOL)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from flight.kernels import OPS, conv_output_size, pool_output_size, workspace_size
+from flight.kernels import conv_output_size, pool_output_size
+from flight.model.ops import kernel, workspace_size
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -32,7 +33,7 @@ def _ort(op, inputs, out_shape, **attrs):
 def _mine(op, inputs, out_shape, attrs):
     out = np.empty(out_shape, np.float32)
     n = workspace_size(op, inputs, [out], attrs)
-    OPS[op](inputs, [out], attrs, np.empty(n, np.float32) if n else None)
+    kernel(op)(inputs, [out], attrs, np.empty(n, np.float32) if n else None)
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from flight.model import io
 from flight.model.executor import ModelError
-from flight.model.graph import CANONICAL_OPS
+from flight.model.ops import OPS
 
 DEMO = resources.files("flight") / "data" / "digits_cnn.flm"
 WARMUP = resources.files("flight") / "data" / "warmup.flm"
@@ -97,9 +97,9 @@ def test_bad_inputs_are_model_errors(demo):
         demo.replica(0).run({"wrong": np.zeros((1, 1, 8, 8), np.float32)})
 
 
-def test_warmup_model_covers_every_canonical_op():
+def test_warmup_model_covers_every_registered_op():
     graph = io.load_graph(WARMUP.read_bytes())
-    assert set(graph.ops()) == set(CANONICAL_OPS)
+    assert set(graph.ops()) == set(OPS)
     model = io.load(WARMUP.read_bytes())
     out = model.run(np.ones(model.shapes[model.input_names[0]], np.float32))
     assert np.isfinite(out).all() and abs(float(out.sum()) - 1.0) < 1e-5  # ends in Softmax

@@ -381,10 +381,11 @@ def test_symbolic_batch_is_fixed_to_one():
     assert graph.inputs == [("x", (1, 3))]
 
 
-def test_unsupported_op_names_op_and_node():
-    node = helper.make_node("Erf", ["x"], ["y"], name="the_erf")
+@pytest.mark.parametrize("op", ["Erf", "Max"])
+def test_unsupported_op_names_op_and_node(op):
+    node = helper.make_node(op, ["x"], ["y"], name="the_node")
     model = _model([node], [("x", (2, 3))], ("y", (2, 3)), opset=13)
-    with pytest.raises(UnsupportedOpError, match=r"Erf.*the_erf"):
+    with pytest.raises(UnsupportedOpError, match=rf"{op}.*the_node.*Supported ops: .*Conv"):
         convert_onnx(model)
 
 

@@ -51,6 +51,34 @@ def test_tmr_withholds_when_no_majority(model):
     assert result.no_majority == 1
 
 
+def test_tmr_withholds_a_vote_that_two_replicas_did_not_compute_whole(model):
+    """Replicas 1 and 2 both hit: replica 2 alone wrong in word 2, and both agreeing on a wrong
+    value in word 5 (two upsets rounding a logit the same way, seen under a flare). Every word
+    has a majority and replica 1 lost nothing, but only one replica computed the vote whole."""
+    runner = RedundantRunner(model, "tmr")
+    _corrupt_output(model, 1, 5, 12.0)
+    _corrupt_output(model, 2, 2, 11.0)
+    original = model.replica(2).run
+
+    def both_wrong(x, **kwargs):  # replica 2 also wrong in word 5, like replica 1
+        out = original(x, **kwargs)
+        out[model.output_names[0]].reshape(-1)[5] = 12.0
+        return out
+
+    model.replica(2).run = both_wrong
+    result = runner.run(X)
+    assert not result.delivered and result.output is None and result.split
+    assert result.no_majority == 0 and result.lost[1] == 0 and result.lost[0] > 0
+
+
+def test_tmr_two_faulty_replicas_are_withheld_even_in_different_words(model):
+    runner = RedundantRunner(model, "tmr")
+    _corrupt_output(model, 0, 2, 11.0)
+    _corrupt_output(model, 1, 5, 12.0)  # the word vote would be right; two replicas were hit
+    result = runner.run(X)
+    assert not result.delivered and result.split and result.lost == (1, 1, 0)
+
+
 def test_tmr_two_replicas_agreeing_outvote_the_third(model):
     runner = RedundantRunner(model, "tmr")
     golden = model.run(X)

@@ -1,7 +1,9 @@
-"""ONNX models the tests build with random weights: single ops and whole networks.
+"""ONNX models built with random weights: single ops and whole networks.
 
-Built with onnx.helper (no exporter, no download), in the opset the test asks for, so the same
-network can be checked across opsets 9..current.
+Built with onnx.helper (no exporter, no download), in the opset the caller asks for, so the same
+network can be checked across opsets 9..current. Shared by the converter tests
+(tests/model_exec, through their conftest) and the benchmarks (tools/bench.py); lives in tools/
+because tools never import tests.
 """
 
 from __future__ import annotations
