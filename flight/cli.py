@@ -220,8 +220,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if frames is None and args.duration is None and not args.forever:
         frames = 400
 
-    def request_stop(signum, frame) -> None:  # systemd stop, Ctrl-C: a clean shutdown
-        supervisor.stop_requested = True
+    def request_stop(signum, frame) -> None:
+        """systemd stop, Ctrl-C: a clean shutdown, also during the cold start (model loading
+        and kernel compilation run inside ``supervisor.run``, after this is installed)."""
+        supervisor.request_stop()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
