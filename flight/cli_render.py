@@ -3,8 +3,9 @@
 The summary is a dict that grows as the supervisor does (``--json`` prints it as is), so the
 renderer knows the shape, not the keys: scalars become one aligned ``key  value`` list; a mapping
 of mappings (``partitions``, ``recovery``, or any future per-name table) becomes a table with
-one row per name and one column per field; any other mapping (``watchdog``, ``events``, ...)
-becomes a ``key  value`` table. Values nested deeper are written inline as ``key=value``.
+one row per name and one column per field (cut into blocks of columns when wider than a
+terminal); any other mapping (``watchdog``, ``events``, ...) becomes a ``key  value`` table.
+Values nested deeper are written inline as ``key=value``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 __all__ = ["cell", "render_summary", "table"]
 
 INDENT = "  "
+#: Tables wider than this are cut into blocks of columns (a log line, an 100-column terminal).
+WIDTH = 100
 
 
 def cell(value: Any, key: str = "") -> str:
@@ -72,16 +75,32 @@ def _key_values(mapping: Mapping[str, Any], indent: str) -> str:
 
 
 def _rows_table(name: str, mapping: Mapping[str, Mapping[str, Any]], indent: str) -> str:
-    """One row per entry of ``mapping``; columns are the union of the entries' fields."""
+    """One row per entry of ``mapping``; columns are the union of the entries' fields. A table
+    wider than :data:`WIDTH` is cut into blocks of columns, each led by the name column."""
     columns: list[str] = []
     for entry in mapping.values():
         columns += [str(k) for k in entry if str(k) not in columns]
     label = "partition" if name in ("partitions", "recovery") else "name"
-    rows = [
-        [str(row_name), *(_column_value(entry, c) for c in columns)]
-        for row_name, entry in mapping.items()
-    ]
-    return table([label, *columns], rows, indent)
+    names = [str(row_name) for row_name in mapping]
+    values = {c: [_column_value(entry, c) for entry in mapping.values()] for c in columns}
+    lead = len(indent) + max(len(label), *map(len, names))
+    blocks: list[list[str]] = [[]]
+    used = lead
+    for c in columns:
+        width = 2 + max(len(c), *(len(cell(v)) for v in values[c]))
+        if blocks[-1] and used + width > WIDTH:
+            blocks.append([])
+            used = lead
+        blocks[-1].append(c)
+        used += width
+    return "\n\n".join(
+        table(
+            [label, *block],
+            [[n, *(values[c][i] for c in block)] for i, n in enumerate(names)],
+            indent,
+        )
+        for block in blocks
+    )
 
 
 def _column_value(entry: Mapping[str, Any], column: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flight.cli_render import cell, render_summary, table
+from flight.cli_render import WIDTH, cell, render_summary, table
 
 SUMMARY = {
     "frames": 5,
@@ -114,3 +114,18 @@ def test_cell_and_table_basics():
         "a     1",
         "bbb  22",
     ]
+
+
+def test_a_wide_table_is_cut_into_blocks_each_led_by_the_partition_column():
+    fields = {f"counter_with_a_long_name_{i}": i for i in range(12)}
+    summary = {"partitions": {"classifier": fields, "monitor": {**fields, "extra": "x"}}}
+    lines = render_summary(summary).splitlines()[3:]  # after the title, a blank, the name
+    assert max(map(len, lines)) <= WIDTH
+    blocks = [b.splitlines() for b in "\n".join(lines).split("\n\n")]
+    assert len(blocks) > 1
+    seen = []
+    for header, first, second in blocks:
+        assert header.split()[0] == "partition"
+        assert first.split()[0] == "classifier" and second.split()[0] == "monitor"
+        seen += header.split()[1:]
+    assert seen == [*fields, "extra"]  # every column once, in order
