@@ -97,19 +97,21 @@ class Scrubber:
         budget = max_bytes
         visited = 0  # blocks checked this step, to stop after one full pass
         total_blocks = sum(r.nblocks for r in self._regions)
-        while visited < total_blocks:
+        while True:
             region = self._regions[self._region]
-            cost = region.block_size * region.copies
-            take = min(region.nblocks - self._block, budget // cost, total_blocks - visited)
-            if take <= 0 and region.nblocks > self._block:
-                break  # budget spent
-            if take > 0:
+            if self._block < region.nblocks:
+                cost = region.block_size * region.copies
+                take = min(region.nblocks - self._block, budget // cost, total_blocks - visited)
+                if take <= 0:
+                    break  # budget spent, or a full pass done
                 result = region.check(self._block, self._block + take, repair=True, log=self.log)
                 self._account(report, result)
                 budget -= result.bytes_checked
                 visited += take
                 self._block += take
             if self._block >= region.nblocks:
+                # Region done; an empty region is done as soon as the cursor reaches it, so a
+                # pass that ends with empty regions completes in the step that ends its blocks.
                 self._verified_at[region.name] = self._clock()
                 report.regions_verified.append(region.name)
                 self._block = 0
@@ -119,6 +121,8 @@ class Scrubber:
                     report.passes_completed += 1
                     self.counters.passes_completed += 1
                     self.log.emit(events.SCRUB_PASS_COMPLETED)
+                    if visited == total_blocks:
+                        break  # at most one pass per step
         return report
 
     def _account(self, report: StepReport, result: CheckReport) -> None:

@@ -124,6 +124,7 @@ class Supervisor:
         cds_directory: str | None = None,
         fresh_recovery: bool = False,
         compute_window_s: float = 0.002,
+        on_watchdog_expire: Callable[[float], object] | None = None,
     ) -> None:
         from flight import recovery
         from flight.cds import CriticalDataStore
@@ -159,7 +160,9 @@ class Supervisor:
         # replays the same upsets on any machine.
         self._compute_s = compute_window_s
         self.scrubber = Scrubber([], log=self.log, clock=clock)  # the weights join at load
-        self.watchdog = make_watchdog(mission.watchdog, log=self.log)  # armed at first stroke
+        # armed at the first stroke; a software watchdog's expiry exits the process (124)
+        # unless ``on_watchdog_expire`` says otherwise (an in-process test must not end pytest)
+        self.watchdog = make_watchdog(mission.watchdog, log=self.log, on_expire=on_watchdog_expire)
         if cds_directory is None:
             mission.cds.ensure()
             cds_directory = str(mission.cds.directory)

@@ -241,6 +241,11 @@ def exit_on_expire(overdue_s: float) -> None:
         os._exit(EXIT_SOFTWARE_WATCHDOG)
 
 
+def _wait_on_event(stop: threading.Event, seconds: float) -> bool:
+    """The watchdog thread's default sleep: real time, cut short when ``stop`` is set."""
+    return stop.wait(seconds)
+
+
 class SoftwareWatchdog:
     """A monotonic deadline: ``on_expire(overdue_s)`` runs if :meth:`keepalive` is not called
     within ``timeout_s``. Used when the board has no watchdog device.
@@ -251,6 +256,12 @@ class SoftwareWatchdog:
     except one hung in native code that holds the GIL; that case needs the hardware watchdog or
     the init system's own watchdog. ``start=False`` gives a thread-less watchdog that only
     fires from :meth:`check` (deterministic tests, or a host that provides its own thread).
+
+    ``clock`` and ``wait`` go together: the thread reads the time from ``clock`` and sleeps with
+    ``wait(stop, seconds)``, which sleeps ``seconds`` of that clock's time and returns early
+    once the event ``stop`` is set (:meth:`close`). The defaults are the monotonic clock and
+    ``stop.wait``; a test passes a fake clock and a ``wait`` that moves with it, so the thread
+    runs without wall-clock margins.
 
     ``on_expire`` runs once per missed deadline; if it returns (tests), a later keepalive
     re-arms the watchdog. ``close(magic=False)`` keeps the timer running, like a hardware
@@ -265,6 +276,7 @@ class SoftwareWatchdog:
         on_expire: Callable[[float], object] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Event, float], object] = _wait_on_event,
         start: bool = True,
     ) -> None:
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
@@ -276,6 +288,7 @@ class SoftwareWatchdog:
         self.timeout_s: float | None = float(timeout_s)
         self._on_expire = on_expire if on_expire is not None else exit_on_expire
         self._clock = clock
+        self._wait = wait
         self._deadline = clock() + self.timeout_s
         self._fired_deadline: float | None = None
         self._fire_lock = threading.Lock()  # between the thread and check(); never in keepalive
@@ -321,10 +334,10 @@ class SoftwareWatchdog:
         while not self._stop.is_set():
             remaining = self._deadline - self._clock()
             if remaining > 0:
-                self._stop.wait(remaining)
+                self._wait(self._stop, remaining)
             elif not self.check():
                 # Already fired for this deadline: sleep until a keepalive can have moved it.
-                self._stop.wait(self.timeout_s)
+                self._wait(self._stop, self.timeout_s)
 
     def close(self, magic: bool = True) -> bool:
         """Stop the watchdog (``magic=True``), or only refuse further keepalives while the timer

@@ -173,7 +173,10 @@ def test_ladder_ending_in_reset_exits_with_the_documented_code(tmp_path):
 
 
 def test_software_watchdog_strokes_only_with_progress(tmp_path):
-    supervisor = Supervisor(_mission(tmp_path, watchdog="software"), realtime=False)
+    expired = []  # a software watchdog in the pytest process must not os._exit(124) it
+    supervisor = Supervisor(
+        _mission(tmp_path, watchdog="software"), realtime=False, on_watchdog_expire=expired.append
+    )
 
     def stopper(report, sup):
         if report.frame == 10:
@@ -184,6 +187,7 @@ def test_software_watchdog_strokes_only_with_progress(tmp_path):
     assert watchdog["attempted"] == 30
     assert watchdog["withheld"] >= 1  # the frame of the hang proved no progress
     assert watchdog["confirmed"] == watchdog["attempted"] - watchdog["withheld"]
+    assert not expired  # one withheld stroke is far from the 5 s timeout
 
 
 def _flight(*args, timeout=600):
@@ -632,7 +636,8 @@ def test_safe_mode_suspends_a_partition_without_starving_the_watchdog(tmp_path):
         )
     )
     mission = load_mission(path)
-    supervisor = Supervisor(mission, realtime=False)
+    expired = []  # a software watchdog in the pytest process must not os._exit(124) it
+    supervisor = Supervisor(mission, realtime=False, on_watchdog_expire=expired.append)
     kills = {"n": 0}
 
     def storm(report, sup):
@@ -647,6 +652,7 @@ def test_safe_mode_suspends_a_partition_without_starving_the_watchdog(tmp_path):
     watchdog = summary["watchdog"]
     assert watchdog["withheld"] <= kills["n"]  # only the frames that saw a crash
     assert watchdog["confirmed"] >= 30 - kills["n"]
+    assert not expired
 
 
 def test_a_seeded_radiation_run_is_reproducible(tmp_path):

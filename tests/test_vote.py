@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from flight import errors
@@ -196,6 +198,93 @@ def test_compare_counts_mismatching_words(reps, data):
     assert result.equal == (diff.size == 0)
 
 
+# --- each buffer at its own misalignment ---------------------------------------------------------
+WORD_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _placed(data: np.ndarray, offset: int) -> np.ndarray:
+    """A copy of ``data`` starting ``offset`` bytes into a fresh buffer (numpy allows unaligned
+    views), so that every buffer of a call can have its own misalignment."""
+    raw = np.ascontiguousarray(data).view(np.uint8).ravel()
+    holder = np.zeros(raw.size + 24, np.uint8)
+    placed = holder[offset : offset + raw.size]
+    placed[:] = raw
+    return placed.view(data.dtype)
+
+
+@st.composite
+def misaligned_words(draw):
+    """(word size, three damaged replicas, golden, offsets of a, b, c, out): buffers of up to
+    three 2 KiB voter chunks, hit in a few words of one replica (a majority remains) or of two
+    (all three differ); offsets distinct modulo 8 and 0-15 in all."""
+    word = draw(st.sampled_from(sorted(WORD_DTYPES)))
+    dtype = WORD_DTYPES[word]
+    nwords = draw(st.one_of(st.integers(0, 40), st.integers(0, 3 * 2048 // word + 3)))
+    golden = np.random.default_rng(nwords).integers(0, 2**63, nwords, np.uint64).astype(dtype)
+    reps = [golden.copy() for _ in range(3)]
+    hits = st.tuples(st.floats(0, 1), st.integers(0, 2), st.booleans(), st.integers(1, 127))
+    for position, replica, twice, flip in draw(st.lists(hits, max_size=8)):
+        if nwords:
+            index = min(int(position * nwords), nwords - 1)
+            reps[replica][index] ^= dtype(flip)
+            if twice:
+                reps[(replica + 1) % 3][index] ^= dtype(flip | 0x80)
+    residues = draw(st.permutations(range(8)))[:4]
+    offsets = [r + 8 * draw(st.integers(0, 1)) for r in residues]
+    return word, reps, golden, offsets
+
+
+@given(misaligned_words())
+def test_vote_words_with_every_buffer_misaligned_differently(case):
+    _, reps, golden, offsets = case
+    a, b, c = (_placed(r, off) for r, off in zip(reps, offsets, strict=False))
+    out = _placed(np.zeros_like(golden), offsets[3])
+    if golden.size:
+        assert len({x.ctypes.data % 8 for x in (a, b, c, out)}) == 4
+    all_diff = (a != b) & (a != c) & (b != c)
+    has_majority = ~all_diff
+    majority = np.where((a == b) | (a == c), a, b)
+    bitwise = (a & b) | (a & c) | (b & c)
+    result = vote_words(a, b, c, out=out)
+    assert result.out is out
+    assert np.array_equal(out, bitwise)  # the majority word, or the documented bitwise guess
+    assert np.array_equal(out[has_majority], majority[has_majority])
+    assert result.no_majority == int(all_diff.sum())
+    first = int(np.flatnonzero(all_diff)[0]) if all_diff.any() else -1
+    assert result.first_no_majority == first
+    assert result.lost == tuple(int(((x != majority) & has_majority).sum()) for x in (a, b, c))
+    assert result.corrected == int((((a != b) | (a != c)) & has_majority).sum())
+    assert [x.tobytes() for x in (a, b, c)] == [r.tobytes() for r in reps]  # inputs untouched
+    event("no majority somewhere" if all_diff.any() else "a majority everywhere")
+    event("corrected" if result.corrected else "unanimous")
+
+
+@given(misaligned_words())
+def test_vote_with_every_buffer_misaligned_differently(case):
+    _, reps, _, offsets = case
+    a, b, c = (_placed(r, off) for r, off in zip(reps, offsets, strict=False))
+    out = _placed(np.zeros_like(a), offsets[3])
+    expected, lost, corrected = _reference_vote(a, b, c)
+    result = vote(a, b, c, out=out)
+    assert result.out is out and out.view(np.uint8).tobytes() == expected.tobytes()
+    assert (result.lost, result.corrected) == (lost, corrected)
+
+
+@given(misaligned_words(), st.sampled_from([None, 1, 2, 4, 8]))
+def test_compare_with_each_buffer_misaligned_differently(case, word_size):
+    word, reps, _, offsets = case
+    a, b = _placed(reps[0], offsets[0]), _placed(reps[1], offsets[1])
+    if word_size is not None and a.nbytes % word_size:
+        word_size = None
+    w = word if word_size is None else word_size
+    wa, wb = (x.view(np.uint8).view(WORD_DTYPES[w]) for x in (a, b))
+    diff = np.flatnonzero(wa != wb)
+    result = compare(a, b, word_size=word_size)
+    assert result.mismatches == diff.size
+    assert result.first_mismatch == (int(diff[0]) if diff.size else -1)
+    event("mismatch" if diff.size else "equal")
+
+
 def test_errors_are_specific():
     x = np.zeros(64, np.uint8)
     with pytest.raises(errors.SizeMismatchError):
@@ -231,20 +320,41 @@ def test_errors_are_specific():
     assert type(info.value) is not errors.FlightError
 
 
-def test_writing_into_out_does_not_allocate():
-    import tracemalloc
-
-    a = np.ones(1 << 20, np.uint8)
-    out = np.empty_like(a)
-    vote(a, a, a, out=out)  # warm up
+def _peak_bytes(call, repeat: int = 10) -> int:
+    """Peak traced memory above the starting point while ``call`` runs ``repeat`` times: a
+    buffer allocated and freed inside the call counts (numpy reports its buffers to
+    tracemalloc), unlike in a before/after comparison."""
+    call()  # warm up (pools, caches)
     tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for _ in range(10):
-        vote(a, a, a, out=out)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert grown < 4096, f"vote into out allocated {grown} bytes"
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(repeat):
+            call()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_writing_into_out_does_not_allocate():
+    n = 1 << 20
+    a = np.ones(n, np.uint8)
+    b, c = a.copy(), a.copy()
+    c[::4096] ^= 1  # some words to correct: the counting path, not only the unanimous one
+    out = np.empty_like(a)
+    words = np.empty_like(a)
+    prepared = prepare(a, b, c, np.empty_like(a))
+    calls = {
+        "vote": lambda: vote(a, b, c, out=out),
+        "vote aliased": lambda: vote(a, b, c, out=c),
+        "vote_words": lambda: vote_words(a, b, c, out=words),
+        "compare": lambda: compare(a, b),
+        "prepared": prepared,
+        "prepared words": prepared.words,
+    }
+    for name, call in calls.items():
+        peak = _peak_bytes(call)
+        assert peak < 4096, f"{name} peaked at {peak} bytes of new allocations"
 
 
 @given(triples(), st.integers(0, 2))

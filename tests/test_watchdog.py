@@ -281,7 +281,108 @@ def test_software_timeout_validated(bad):
         SoftwareWatchdog(bad, lambda s: None, start=False)
 
 
+class FakeTime:
+    """A clock and a ``wait`` for the software watchdog's thread: time moves only when the test
+    calls :meth:`advance`, and :meth:`settle` returns once the thread has seen the latest time
+    and gone back to sleep. The thread runs for real; only the clock is fake, so nothing depends
+    on how fast a loaded machine schedules it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._cond = threading.Condition()
+        self._generation = 0  # bumped by advance()
+        self._seen = -1  # the generation the sleeping thread last saw; -1: not sleeping
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        with self._cond:
+            until = self.now + seconds
+            while not stop.is_set() and self.now < until:
+                self._seen = self._generation
+                self._cond.notify_all()
+                self._cond.wait(0.01)  # close() sets stop without telling us: poll it
+            self._seen = -1
+            return stop.is_set()
+
+    def advance(self, seconds: float) -> None:
+        with self._cond:
+            self.now += seconds
+            self._generation += 1
+            self._cond.notify_all()
+
+    def settle(self) -> None:
+        with self._cond:
+            settled = self._cond.wait_for(lambda: self._seen == self._generation, timeout=60)
+        assert settled, "the watchdog thread never went back to sleep"
+
+
+def _software(timeout_s: float, on_expire, time_: FakeTime) -> SoftwareWatchdog:
+    wd = SoftwareWatchdog(timeout_s, on_expire, clock=time_, wait=time_.wait)
+    time_.settle()
+    return wd
+
+
 def test_software_thread_expires_when_not_stroked():
+    time_ = FakeTime()
+    overdue: list[float] = []
+    wd = _software(2.0, overdue.append, time_)
+    time_.advance(1.9)
+    time_.settle()
+    assert overdue == [] and wd.expirations == 0
+    time_.advance(0.2)
+    time_.settle()
+    assert overdue == [pytest.approx(0.1)]
+    time_.advance(10.0)
+    time_.settle()
+    assert wd.expirations == 1  # not again until re-armed
+    wd.keepalive()  # re-armed: 2 s from now
+    time_.advance(1.9)
+    time_.settle()
+    assert wd.expirations == 1
+    time_.advance(0.5)
+    time_.settle()
+    assert wd.expirations == 2 and overdue[1] == pytest.approx(0.4)
+    assert wd.close()
+    assert not wd._thread.is_alive()
+
+
+def test_software_thread_quiet_while_stroked_then_disarmed():
+    time_ = FakeTime()
+    fired: list[float] = []
+    wd = _software(0.15, fired.append, time_)
+    for _ in range(40):  # 0.4 s of frames, stroked every 10 ms
+        wd.keepalive()
+        time_.advance(0.01)
+        time_.settle()
+    assert fired == [] and wd.expirations == 0
+    wd.keepalive()
+    time_.advance(0.149)
+    time_.settle()
+    assert fired == []
+    assert wd.close(magic=True)
+    assert not wd._thread.is_alive()
+    time_.advance(1.0)  # long past the deadline, with no thread left to notice
+    assert fired == [] and wd.expirations == 0
+
+
+def test_software_close_without_magic_keeps_timer_running():
+    time_ = FakeTime()
+    fired: list[float] = []
+    wd = _software(0.05, fired.append, time_)
+    assert wd.close(magic=False) is False
+    with pytest.raises(ValueError):
+        wd.keepalive()
+    time_.advance(0.06)
+    time_.settle()
+    assert fired == [pytest.approx(0.01)] and wd._thread.is_alive()
+    wd._stop.set()  # end the still-armed thread, which no public call may do
+    wd._thread.join(timeout=60)
+
+
+def test_software_thread_on_the_real_clock():
+    """The defaults (monotonic clock, stop.wait) together: it fires, and close() stops it."""
     expired = threading.Event()
     overdue: list[float] = []
 
@@ -289,37 +390,11 @@ def test_software_thread_expires_when_not_stroked():
         overdue.append(late)
         expired.set()
 
-    start = time.monotonic()
     wd = SoftwareWatchdog(0.05, on_expire)
-    assert expired.wait(5.0)
-    assert time.monotonic() - start >= 0.05
-    assert overdue[0] >= 0
-    time.sleep(0.15)
-    assert wd.expirations == 1  # not again until re-armed
-    wd.keepalive()
+    assert expired.wait(60)
+    assert overdue[0] >= 0 and wd.expirations >= 1
     assert wd.close()
     assert not wd._thread.is_alive()
-
-
-def test_software_thread_quiet_while_stroked_then_disarmed():
-    expired = threading.Event()
-    wd = SoftwareWatchdog(0.15, lambda s: expired.set())
-    end = time.monotonic() + 0.4
-    while time.monotonic() < end:
-        wd.keepalive()
-        time.sleep(0.01)
-    assert wd.close(magic=True)
-    time.sleep(0.25)
-    assert not expired.is_set() and wd.expirations == 0
-
-
-def test_software_close_without_magic_keeps_timer_running():
-    expired = threading.Event()
-    wd = SoftwareWatchdog(0.05, lambda s: expired.set())
-    assert wd.close(magic=False) is False
-    assert expired.wait(5.0)
-    with pytest.raises(ValueError):
-        wd.keepalive()
 
 
 def test_default_expiry_exits_hung_process_with_documented_code():
@@ -333,10 +408,50 @@ def test_default_expiry_exits_hung_process_with_documented_code():
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == EXIT_SOFTWARE_WATCHDOG == 124
     assert "software watchdog expired" in proc.stderr
+
+
+_SUPERVISOR = r"""
+import sys, threading
+from importlib.resources import files
+from flight.mission import load_mission
+from flight.watchdog import make_watchdog
+
+# The bundled mission, with a shorter watchdog timeout (still longer than its 200 ms major frame)
+text = (files("flight") / "data" / "default_mission.toml").read_text()
+assert "\ntimeout_s = 2\n" in text
+mission = load_mission(text.replace("\ntimeout_s = 2\n", "\ntimeout_s = 0.5\n"))
+watchdog = make_watchdog(mission.watchdog)  # the supervisor's call, default expiry action
+for _ in range(3):
+    assert watchdog.stroke({"classifier": True})
+print(watchdog.kind, watchdog.device.timeout_s, flush=True)
+if sys.argv[1] == "hung":  # the supervisor hangs: no more strokes at all
+    threading.Event().wait()
+while True:  # the supervisor runs on, but a partition is hung: every stroke is withheld
+    assert not watchdog.stroke({"classifier": False})
+    threading.Event().wait(0.05)
+"""
+
+
+@pytest.mark.parametrize("how", ["hung", "withheld"])
+def test_software_watchdog_ends_a_process_that_stops_stroking_with_exit_124(tmp_path, how):
+    """A real process builds its watchdog from a mission's [watchdog] section, as the supervisor
+    does, strokes it, then stops (hangs, or withholds every stroke): the software watchdog ends
+    the process with EXIT_SOFTWARE_WATCHDOG, which init systems and the HIL harness read."""
+    env = {**os.environ, "FLIGHT_STATE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SUPERVISOR, how],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.stdout == "software 0.5\n", proc.stderr
+    assert proc.returncode == EXIT_SOFTWARE_WATCHDOG == 124, proc.stderr
+    assert "flight: software watchdog expired" in proc.stderr
 
 
 # --- the facade ---------------------------------------------------------------------------------
@@ -492,9 +607,13 @@ def test_from_config_software_arms_at_first_stroke_then_expires():
     config = SimpleNamespace(kind="software", device="/dev/watchdog", timeout_s=0.05)
     wd = Watchdog.from_config(config, log=log, on_expire=lambda s: expired.set())
     assert wd.kind == "software" and not wd.armed
-    assert not expired.wait(0.15)  # not armed: start-up may take longer than the timeout
+    assert wd.device is None  # nothing runs yet: start-up may take longer than the timeout
+    assert log.count(events.WATCHDOG_ARMED) == 0
+    before = time.monotonic()
     assert wd.stroke({"classifier": True}) and wd.armed
-    assert expired.wait(5.0)
+    after = time.monotonic()
+    assert before + 0.05 <= wd.device.deadline <= after + 0.05  # counted from the first stroke
+    assert expired.wait(60)
     assert log.count(events.WATCHDOG_EXPIRED) == 1
     assert wd.close()
 
