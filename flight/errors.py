@@ -3,6 +3,12 @@
 Exceptions are for programming and configuration errors (bugs). Radiation effects are *not*
 exceptions: they are counted events (see :mod:`flight.events`). The root, :class:`FlightError`,
 is never raised directly, so ``except FlightError`` catches exactly flight's own errors.
+
+Which are errors of the *input* (the mission, a model or file it names, the installation) and
+which are broken invariants is decided in one table, ``flight.cli.ERROR_EXIT_CODES``: the
+command line prints the first kind on one line and exits 78 (75 for :class:`CdsBusyError`),
+and lets the second kind (e.g. :class:`NativeStatusError`, :class:`RegionError`, the buffer
+errors, ``RecoveryError``) end the process with its traceback (docs/operations.md, exit codes).
 """
 
 from __future__ import annotations
