@@ -6,7 +6,7 @@ is never raised directly, so ``except FlightError`` catches exactly flight's own
 
 Which are errors of the *input* (the mission, a model or file it names, the installation) and
 which are broken invariants is decided in one table, ``flight.cli.ERROR_EXIT_CODES``: the
-command line prints the first kind on one line and exits 78 (75 for :class:`CdsBusyError`),
+command line prints the first kind on one line and exits 78 (75 for ``cds.CdsBusyError``),
 and lets the second kind (e.g. :class:`NativeStatusError`, :class:`RegionError`, the buffer
 errors, ``RecoveryError``) end the process with its traceback (docs/operations.md, exit codes).
 """
