@@ -201,8 +201,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from flight.supervisor import Supervisor
 
     mission = load_mission(args.mission) if args.mission else default_mission()
-    if args.environment and not mission.test_mode:
-        mission = mission.with_test_mode()  # simulated radiation is a test-mode feature
+    if args.environment and not mission.test_mode and not args.mission:
+        # the bundled demo mission is switched into test mode for simulated radiation; a
+        # mission file must say test_mode = true itself (the library refuses otherwise: 78)
+        mission = mission.with_test_mode()
     if not args.json:
         parts = ", ".join(f"{p.name} {p.redundancy}/{p.placement}" for p in mission.partitions)
         env = f", radiation {args.environment} x{args.accelerate:g}" if args.environment else ""

@@ -99,6 +99,22 @@ def test_a_mission_naming_a_bad_dataset_exits_78(tmp_path):
     _one_line_error(proc, "ConfigError")
 
 
+def test_simulated_radiation_needs_a_test_mode_mission_file(tmp_path):
+    """The bundled demo is switched into test mode for --environment; a mission file is not:
+    a flown configuration never gets fault injection from a command-line flag."""
+    flown = _mission(tmp_path)
+    proc = _flight("run", "--mission", str(flown), "--environment", "saa", "--frames", "3",
+                   "--fast", "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    assert proc.returncode == 78, proc.stdout + proc.stderr
+    _one_line_error(proc, "ConfigError")
+    assert "test_mode = false" in proc.stderr
+    rig = _mission(tmp_path, test_mode="test_mode = true")
+    proc = _flight("run", "--mission", str(rig), "--environment", "saa", "--frames", "3",
+                   "--fast", "--json", "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["sdc"] == 0
+
+
 def test_a_bug_keeps_its_traceback_and_exits_1():
     """A broken invariant is not bad input: no one-line message, no 78 (which would stop the
     init system from restarting a board over a bug it might survive)."""

@@ -29,9 +29,10 @@ FRAMES = 1000
 
 
 def _mission_file(path: Path, storm_upset_threshold: int) -> Path:
-    """The default mission with hour-long vote-alarm and restart windows."""
+    """The default mission in test mode, with hour-long vote-alarm and restart windows."""
     text = Path(default_mission().source).read_text()
     for old, new in (
+        ("test_mode = false ", "test_mode = true "),
         ("vote_alarm_period_s = 10 ", "vote_alarm_period_s = 3600 "),
         ("restart_period_s = 60 ", "restart_period_s = 3600 "),
         ("storm_upset_threshold = 10 ", f"storm_upset_threshold = {storm_upset_threshold} "),

@@ -220,6 +220,7 @@ def test_an_upset_storm_does_not_degrade_tmr_into_wrong_outputs(tmp_path):
 
     text = Path(default_mission().source).read_text()
     for old, new in (
+        ("test_mode = false ", "test_mode = true "),
         ("vote_alarm_period_s = 10 ", "vote_alarm_period_s = 300 "),
         ("restart_period_s = 60 ", "restart_period_s = 600 "),
     ):
@@ -373,13 +374,13 @@ def test_sigterm_during_a_cold_start_ends_with_a_summary_and_a_cds_commit(tmp_pa
 
 
 def _default_mission_with(tmp_path, name: str, *replacements: tuple[str, str]) -> Path:
-    """The bundled mission's text with some lines replaced, written beside copies of its data
-    (so that relative model and dataset names still resolve)."""
+    """The bundled mission's text in test mode with some lines replaced, its model and data
+    set named by absolute path (so that they resolve from anywhere)."""
     from flight.mission import default_mission
 
     source = Path(default_mission().source)
     text = source.read_text()
-    for old, new in replacements:
+    for old, new in (("test_mode = false ", "test_mode = true "), *replacements):
         assert old in text, old
         text = text.replace(old, new)
     path = tmp_path / name
