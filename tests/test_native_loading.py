@@ -9,8 +9,6 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import flight
-
 BLOCKER = """
 import sys
 class Block:
@@ -47,7 +45,7 @@ def test_extension_is_the_compiled_module():
 
 # --- the newcomer trap: a source checkout shadowing the installed package ----------------------
 
-SOURCE = Path(flight.__file__).resolve().parent.parent
+SOURCE = Path(__file__).resolve().parent.parent  # the repository (flight may be installed)
 TOUR = "from flight.vote import vote"  # the README tour's first flight import
 
 
