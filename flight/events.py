@@ -76,11 +76,11 @@ VOTE_SPLIT = _define(
     Severity.ERROR,
     "Fewer than two replicas computed the voted output whole (each lost words): withheld.",
 )
-VOTE_POINT_NO_MAJORITY = _define(
+VOTE_POINT_UNSAFE = _define(
     103,
-    "VOTE_POINT_NO_MAJORITY",
+    "VOTE_POINT_UNSAFE",
     Severity.WARNING,
-    "All three replicas differ at a vote point; the bitwise majority was written back.",
+    "A vote point wrote back no two replicas' whole tensor (a guess): inference withheld.",
 )
 
 # --- protected memory and scrubbing (2xx) -------------------------------------------------------

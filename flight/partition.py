@@ -49,7 +49,8 @@ class Ctl(IntEnum):
     ACT_SEED = 5
     VP_CORRECTED = 6  # words corrected at vote points (time-placement TMR)
     VP_NO_MAJORITY = 7  # words without a majority at vote points (written back voted bitwise)
-    SIZE = 8
+    VP_UNSAFE = 8  # vote points whose write-back was no two replicas' whole tensor
+    SIZE = 9
 
 
 class WorkerDied(Exception):
@@ -90,6 +91,7 @@ def _worker_main(
                 staged.run(input_buffer, hooks, progress=beat)
                 ctl[Ctl.VP_CORRECTED] = staged.corrected
                 ctl[Ctl.VP_NO_MAJORITY] = staged.no_majority
+                ctl[Ctl.VP_UNSAFE] = staged.unsafe
             else:
                 for index, replica in enumerate(replicas):
                     replica.run(input_buffer, after=hooks.get(index))
@@ -278,3 +280,9 @@ class PartitionProcess:
     def vote_point_no_majority(self) -> int:
         """Words without a majority at vote points, by the current worker since it started."""
         return int(self.ctl[Ctl.VP_NO_MAJORITY])
+
+    @property
+    def vote_point_unsafe(self) -> int:
+        """Vote points whose write-back was no two replicas' whole tensor (the current worker,
+        since it started): an inference with one is withheld."""
+        return int(self.ctl[Ctl.VP_UNSAFE])

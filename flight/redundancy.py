@@ -122,7 +122,10 @@ class VotePoints:
     point instead of propagating to the output.
 
     Words without a majority at a vote point are written back as the bitwise majority and
-    counted; the final output vote decides whether the result is delivered.
+    counted. A vote point at which fewer than two replicas computed the tensor whole (words
+    without a majority, or every replica but one outvoted somewhere) is counted in ``unsafe``:
+    its write-back spread a guess into every replica, so the final output vote, unanimous as
+    it then may be, is no evidence, and the caller withholds that inference.
     """
 
     def __init__(self, replicas: list, names: list[str] | tuple[str, ...]) -> None:
@@ -139,6 +142,7 @@ class VotePoints:
         ]
         self.corrected = 0  # words corrected at vote points
         self.no_majority = 0
+        self.unsafe = 0  # vote points whose write-back was not two replicas' whole tensor
 
     def run(
         self,
@@ -159,6 +163,7 @@ class VotePoints:
                 if result.corrected or result.no_majority:
                     self.corrected += result.corrected
                     self.no_majority += result.no_majority
+                    self.unsafe += result.no_majority > 0 or sorted(result.lost)[1] > 0
                     voted = self._scratch[self.names[segment]]
                     for replica in self.replicas:
                         np.copyto(replica.buffer(self.names[segment]), voted)

@@ -71,7 +71,7 @@ class PartitionRuntime:
         self.disabled = False
         self.pending_restart_since: float | None = None
         self.stats = PartitionStats()
-        self._vote_points_seen = (0, 0)  # (corrected, no majority) of the current worker
+        self._vote_points_seen = (0, 0, 0)  # (corrected, no majority, unsafe): current worker
 
     def active_replicas(self) -> list[int]:
         return list(range(REPLICAS[self.mode]))
@@ -81,7 +81,7 @@ class PartitionRuntime:
         mission's vote points while in TMR); space placement: one worker per replica (each
         its own failure domain, running in parallel)."""
         active = [self.job.replicas[i] for i in self.active_replicas()]
-        self._vote_points_seen = (0, 0)
+        self._vote_points_seen = (0, 0, 0)
         if self.placement == "space":
             self.workers = [
                 PartitionProcess(f"{self.name}[{i}]", [r], self.job.input, close_in_child)
@@ -93,19 +93,29 @@ class PartitionRuntime:
                 PartitionProcess(self.name, active, self.job.input, close_in_child, vote_points)
             ]
 
-    def collect_vote_points(self, log: events.EventLog) -> None:
-        """Add what the worker's vote points corrected (or could not) since the last look."""
+    def collect_vote_points(self, log: events.EventLog) -> bool:
+        """Add what the worker's vote points corrected (or could not) in the inference just
+        done; True when one of them was unsafe (the inference must be withheld)."""
         if self.placement != "time" or not self.workers:
-            return
+            return False
         worker = self.workers[0]
-        corrected_before, no_majority_before = self._vote_points_seen
-        seen = (worker.vote_point_corrections, worker.vote_point_no_majority)
-        corrected, no_majority = seen[0] - corrected_before, seen[1] - no_majority_before
+        seen = (
+            worker.vote_point_corrections,
+            worker.vote_point_no_majority,
+            worker.vote_point_unsafe,
+        )
+        corrected, no_majority, unsafe = (
+            now - before for now, before in zip(seen, self._vote_points_seen, strict=True)
+        )
         self._vote_points_seen = seen
         self.stats.vote_point_corrections += corrected
         self.stats.vote_point_no_majority += no_majority
-        if no_majority:
-            log.emit(events.VOTE_POINT_NO_MAJORITY, partition=self.name, words=no_majority)
+        self.stats.vote_point_unsafe += unsafe
+        if unsafe:
+            log.emit(
+                events.VOTE_POINT_UNSAFE, partition=self.name, words=no_majority, unsafe=unsafe
+            )
+        return unsafe > 0
 
 
 class Supervisor:
@@ -461,8 +471,8 @@ class Supervisor:
             self.feed(recovery.HeartbeatMissed(p.name))
             return False
 
-        p.collect_vote_points(self.log)
-        output, delivered, corrected = self._decide(p)
+        unsafe = p.collect_vote_points(self.log)
+        output, delivered, corrected = self._decide(p, unsafe)
         if delivered:
             p.stats.delivered += 1
             report.delivered += 1
@@ -487,10 +497,17 @@ class Supervisor:
             p.pending_restart_since = None
         return True
 
-    def _decide(self, p: PartitionRuntime) -> tuple[np.ndarray | None, bool, bool]:
+    def _decide(
+        self, p: PartitionRuntime, unsafe_vote_point: bool = False
+    ) -> tuple[np.ndarray | None, bool, bool]:
         """Vote / compare / take the active replicas' outputs (flight.redundancy.decide), and
-        turn what the decision saw into counters, events and recovery inputs."""
+        turn what the decision saw into counters, events and recovery inputs. An inference
+        with an unsafe vote point is withheld whatever its output vote says."""
         from flight import recovery
+
+        if unsafe_vote_point:
+            self.feed(recovery.VoteAlarm(p.name, replica=None, reason="unsafe vote point"))
+            return None, False, False
 
         result = decide(
             p.mode,

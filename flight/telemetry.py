@@ -33,6 +33,7 @@ class PartitionStats:
     replica_restarts: int = 0
     vote_point_corrections: int = 0  # words resynced at vote points
     vote_point_no_majority: int = 0  # words without a majority at vote points
+    vote_point_unsafe: int = 0  # inferences withheld: a vote point wrote back a guess
     golden_reloads: int = 0  # unrepairable weight blocks rewritten from the golden image
     deadline_misses: int = 0
     lost: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -120,6 +121,7 @@ def _partition(p: Any) -> dict[str, Any]:
         "dwc_reexecutions": s.dwc_reexecutions,
         "vote_point_corrections": s.vote_point_corrections,
         "vote_point_no_majority": s.vote_point_no_majority,
+        "vote_point_unsafe": s.vote_point_unsafe,
         "deadline_misses": s.deadline_misses,
         "restart_seconds": [round(t, 4) for t in s.restart_seconds],
     }

@@ -400,13 +400,16 @@ def test_vote_points_reach_the_workers_under_flight_run(tmp_path):
     )
     proc = _flight(
         "run", "--mission", str(mission), "--environment", "flare", "--accelerate", "3e5",
-        "--frames", "100", "--fast", "--json", "--state-dir", str(tmp_path / "state"),
+        "--frames", "400", "--fast", "--json", "--state-dir", str(tmp_path / "state"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     stats = summary["partitions"]["classifier"]
     assert stats["vote_point_corrections"] > 0, stats
-    assert summary["sdc"] == 0 and sum(summary["upsets"].values()) > 0
+    # a vote point that wrote back a guess made the replicas agree on it: withheld, or this
+    # seeded run delivers one wrong output
+    assert stats["vote_point_unsafe"] > 0 and summary["sdc"] == 0, summary
+    assert sum(summary["upsets"].values()) > 0
 
 
 def test_a_simplex_mission_with_one_weight_copy_runs_and_reports_one_copy(tmp_path):

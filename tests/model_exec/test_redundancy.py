@@ -137,8 +137,39 @@ def test_vote_points_resync_a_corrupted_activation(model):
     assert staged.names == ["relu1.out", "relu2.out"]
     staged.run(X, hooks={1: {"relu1.out": _flip_exponent}})
     outputs = [r.buffer(model.output_names[0]) for r in replicas]
-    assert staged.corrected == 1 and staged.no_majority == 0
+    assert staged.corrected == 1 and staged.no_majority == 0 and staged.unsafe == 0
     assert all(np.array_equal(o, golden) for o in outputs)  # replica 1 was resynced
+
+
+def _set_word(index, value):
+    def hook(buffer):
+        buffer.reshape(-1)[index] = value
+
+    return hook
+
+
+@pytest.mark.parametrize(
+    "hooks",
+    [
+        # replicas 0 and 1 hit in different words: each word has a majority, but only
+        # replica 2 computed the tensor whole, so the write-back is a chimera
+        {0: {"relu1.out": _set_word(3, 7.0)}, 1: {"relu1.out": _set_word(9, 7.0)}},
+        # all three differ in one word: the write-back is a bitwise guess
+        {i: {"relu1.out": _set_word(5, 10.0 + i)} for i in range(3)},
+    ],
+    ids=["two-replicas-hit", "no-majority"],
+)
+def test_a_vote_point_that_writes_back_a_guess_is_unsafe(model, hooks):
+    """The resync makes every replica's output agree afterwards, so the final vote cannot tell;
+    the vote point itself must say the inference is not evidence."""
+    from flight.redundancy import VotePoints
+
+    replicas = [model.replica(i) for i in range(3)]
+    staged = VotePoints(replicas, ["relu1.out"])
+    staged.run(X, hooks=hooks)
+    outputs = [r.buffer(model.output_names[0]) for r in replicas]
+    assert all(np.array_equal(o, outputs[0]) for o in outputs)  # unanimous after the resync
+    assert staged.unsafe == 1
 
 
 def test_without_vote_points_the_upset_reaches_the_output(model):
