@@ -61,7 +61,6 @@ class ModelJob:
     def __init__(self, spec: Any, block_size: int) -> None:
         from flight.model import load as load_model
 
-        self.spec = spec
         self.model = load_model(
             spec.model_path,
             copies=spec.weight_copies,

@@ -253,8 +253,6 @@ class Supervisor:
                 self.test_mode = TestMode(
                     self.mission, jobs, self._environment, self._accelerate, self.log
                 )
-                for p in self.partitions:
-                    self.test_mode.warm_up(p.name, np.asarray(p.job.input))
             self._loaded = True
         except StartInterrupted:
             self.interrupted_start = True
@@ -498,7 +496,7 @@ class Supervisor:
         return True
 
     def _decide(
-        self, p: PartitionRuntime, unsafe_vote_point: bool = False
+        self, p: PartitionRuntime, unsafe_vote_point: bool
     ) -> tuple[np.ndarray | None, bool, bool]:
         """Vote / compare / take the active replicas' outputs (flight.redundancy.decide), and
         turn what the decision saw into counters, events and recovery inputs. An inference
@@ -611,10 +609,7 @@ class Supervisor:
     # --- telemetry ----------------------------------------------------------------------------
     def summary(self, brief: bool = False) -> dict[str, Any]:
         """Housekeeping (:func:`flight.telemetry.housekeeping`)."""
-        result = housekeeping(self, brief)
-        if not brief:
-            result["interrupted_start"] = self.interrupted_start
-        return result
+        return housekeeping(self, brief)
 
 
 def _policy_fingerprint(policy: Any) -> str:

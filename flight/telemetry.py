@@ -102,6 +102,7 @@ def housekeeping(supervisor: Any, brief: bool = False) -> dict[str, Any]:
             "weights_reverified": supervisor.reverified,
             "partitions": {p.name: _partition(p) for p in parts},
             "events": supervisor.log.counts(),
+            "interrupted_start": supervisor.interrupted_start,
         }
     )
     return result

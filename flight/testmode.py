@@ -119,6 +119,8 @@ class TestMode:
             for spec in mission.partitions
             if spec.name in jobs
         }
+        for name, oracle in self.oracles.items():  # compile its kernels now, not in frame 1
+            oracle.warm_up(np.asarray(jobs[name].input))
         weights: list[Any] = []
         activations: list[Any] = []
         for name, job in jobs.items():
@@ -134,9 +136,6 @@ class TestMode:
             seed=int(mission.seed),
             accelerate=accelerate,
         )
-
-    def warm_up(self, name: str, x: np.ndarray) -> None:
-        self.oracles[name].warm_up(x)
 
     def idle(self, seconds: float) -> None:
         """The frame's idle part: upsets land in the weight copies and CRC tables."""
