@@ -68,3 +68,30 @@ class ConfigError(FlightError, ValueError):
 
 class RegionError(FlightError, ValueError):
     """Invalid use of a protected memory region (bad copy index, write out of bounds, ...)."""
+
+
+class LinkError(FlightError):
+    """Bytes from the space link were refused: a packet, a security header, a command, a CFDP
+    PDU or a frame. Not a bug: hostile or damaged input, counted and reported to the ground.
+    ``code`` is a :class:`flight.link.codes.FailureCode` (the PUS-1 failure code sent down)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class PacketError(LinkError, ValueError):
+    """A space packet or transport frame is malformed (length, version, CRC, APID, framing)."""
+
+
+class AuthenticationError(LinkError):
+    """A telecommand failed authentication: unknown or inactive key, replay, bad MAC."""
+
+
+class CommandError(LinkError, ValueError):
+    """A telecommand is authentic but not valid: unknown opcode, bad or out-of-range argument."""
+
+
+class CfdpError(LinkError, ValueError):
+    """A CFDP PDU is malformed or a file transaction cannot complete."""

@@ -333,6 +333,110 @@ ORACLE_UPSET = _define(
     "The fault-free reference (SDC oracle) was itself upset; that frame is not judged as SDC.",
 )
 
+# --- space link (7xx) -----------------------------------------------------------------------------
+LINK_PACKET_REJECTED = _define(
+    700,
+    "LINK_PACKET_REJECTED",
+    Severity.WARNING,
+    "Received bytes that are not a valid packet (framing, length, CRC, APID): dropped, counted.",
+)
+TC_REJECTED = _define(
+    701,
+    "TC_REJECTED",
+    Severity.WARNING,
+    "A telecommand failed acceptance (bad MAC, replay, unknown key or opcode, bad argument).",
+)
+TC_ACCEPTED = _define(
+    702,
+    "TC_ACCEPTED",
+    Severity.INFO,
+    "An authenticated, valid telecommand was accepted and queued for the next frame boundary.",
+)
+TC_COMPLETED = _define(
+    703,
+    "TC_COMPLETED",
+    Severity.INFO,
+    "A telecommand was carried out.",
+)
+TC_FAILED = _define(
+    704,
+    "TC_FAILED",
+    Severity.WARNING,
+    "A telecommand was accepted but could not be carried out (mode, busy, execution failure).",
+)
+TM_DROPPED = _define(
+    705,
+    "TM_DROPPED",
+    Severity.WARNING,
+    "The downlink store was full for a priority class: its oldest packets were dropped.",
+)
+CONTACT_OPENED = _define(
+    706,
+    "CONTACT_OPENED",
+    Severity.INFO,
+    "A contact window opened (mission schedule or command): the downlink store drains.",
+)
+CONTACT_CLOSED = _define(
+    707,
+    "CONTACT_CLOSED",
+    Severity.INFO,
+    "A contact window closed: telemetry is kept in the downlink store until the next one.",
+)
+KEY_SWITCHED = _define(
+    708,
+    "KEY_SWITCHED",
+    Severity.WARNING,
+    "Telecommands are now authenticated under another key (security parameter index).",
+)
+FILE_RECEIVED = _define(
+    709,
+    "FILE_RECEIVED",
+    Severity.INFO,
+    "A CFDP transaction completed: the file is staged, its CFDP checksum verified.",
+)
+FILE_REJECTED = _define(
+    710,
+    "FILE_REJECTED",
+    Severity.WARNING,
+    "A CFDP transaction failed (bad PDU, checksum, size, name, too large, timed out): discarded.",
+)
+MODEL_ACTIVATED = _define(
+    711,
+    "MODEL_ACTIVATED",
+    Severity.WARNING,
+    "An uploaded model passed its checks and now serves a partition (on trial for a few frames).",
+)
+MODEL_REJECTED = _define(
+    712,
+    "MODEL_REJECTED",
+    Severity.WARNING,
+    "An uploaded model failed verification (MAC, CRCs, shape) before activation: not used.",
+)
+MODEL_ROLLED_BACK = _define(
+    713,
+    "MODEL_ROLLED_BACK",
+    Severity.ERROR,
+    "An activated model failed to load or its first frames failed: the previous model is back.",
+)
+RESULT_CORRUPTED = _define(
+    714,
+    "RESULT_CORRUPTED",
+    Severity.ERROR,
+    "A voted output no longer matches the CRC-32C taken at the vote: withheld from the downlink.",
+)
+LINK_TRANSPORT_ERROR = _define(
+    715,
+    "LINK_TRANSPORT_ERROR",
+    Severity.WARNING,
+    "The link's socket or serial port failed to send or receive; the runtime carries on.",
+)
+MODEL_COMMITTED = _define(
+    716,
+    "MODEL_COMMITTED",
+    Severity.INFO,
+    "An uploaded model passed its trial frames and is kept as the partition's model.",
+)
+
 #: Every declared event, by ID.
 EVENTS: dict[int, EventDef] = _REGISTRY
 

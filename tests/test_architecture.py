@@ -72,6 +72,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "flight.selftest",
         ),
     ),
+    # The space link: packets, security, declarations, transports, CFDP, downlink store, and the
+    # service that ties them to a supervisor (which it reaches only through a narrow interface).
+    ("link", ("flight.link.*",)),
     # The supervisor's parts (planned split of flight/supervisor.py).
     ("supervisor parts", ("flight.health", "flight.telemetry", "flight.testmode", "flight.jobs")),
     ("supervisor", ("flight.supervisor",)),
@@ -95,7 +98,10 @@ FLOWN_PACKAGES = frozenset({"numpy", "numba", "llvmlite", "cffi", "crcmod", "msg
 # FLOWN_PACKAGES if they become dependencies.
 LAZY_PACKAGES = frozenset({"serial", "cobs"})
 # Ground-only extras: imported inside functions, and only by the modules named here.
-GROUND_EXTRAS: dict[str, frozenset[str]] = {"flight.model.onnx_import": frozenset({"onnx"})}
+GROUND_EXTRAS: dict[str, frozenset[str]] = {
+    "flight.model.onnx_import": frozenset({"onnx"}),
+    "flight.link.dictionary": frozenset({"yamcs"}),
+}
 
 # The recovery machine: today flight/recovery.py, tomorrow the package flight/recovery/.
 RECOVERY = "flight.recovery"
