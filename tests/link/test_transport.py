@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 import pytest
@@ -173,6 +174,17 @@ def test_udp_telemetry_goes_to_the_tm_address() -> None:
             assert ground_collect(ground, 1) == [packet(tc=False)]
             assert ground.send(packet())
             assert collect(b, 1) == [packet()]
+
+
+def test_ground_receive_waits_for_what_arrives_within_its_timeout() -> None:
+    board, ground = udp_pair()
+    with board, ground:
+        later = threading.Timer(0.2, board.send, args=(packet(tc=False),))
+        later.start()
+        try:
+            assert ground.receive(1, timeout=60) == [packet(tc=False)]
+        finally:
+            later.cancel()
 
 
 def test_udp_receive_takes_at_most_max_items_per_call() -> None:
@@ -420,6 +432,14 @@ def test_serial_loop_url_hears_itself_and_ground_receive_times_out() -> None:
         assert collect(board, 4) == tm
     with open_ground_transport("serial+loop://") as ground:
         assert ground.receive(5, timeout=0.05) == []
+        # loop:// has no descriptor: the ground waits by polling. The timer writes to the port
+        # itself (a thread-safe queue), not through the transport, which is single-threaded.
+        later = threading.Timer(0.2, ground.inner._port.write, args=(cobs_frame(packet()),))
+        later.start()
+        try:
+            assert ground.receive(5, timeout=60) == [packet()]
+        finally:
+            later.cancel()
 
 
 @pytest.mark.parametrize("missing", ["serial", "cobs"])
