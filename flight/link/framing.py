@@ -86,10 +86,8 @@ class CobsDeframer:
             if end < 0:
                 self._hold(chunk, start, len(chunk))
                 return packets
-            if not self._skipping:  # else an over-long frame (already counted) ends here
-                self._hold(chunk, start, end)
-                if not self._skipping:
-                    self._complete(packets)
+            self._hold(chunk, start, end)
+            self._complete(packets)  # nothing to complete if an over-long frame ends here
             self._skipping = False
             self._buffer.clear()
             start = end + 1

@@ -26,7 +26,9 @@ from flight.errors import ConfigError
 from flight.link.framing import CobsDeframer, cobs_frame
 from flight.link.transport import (
     Endpoint,
+    GroundTransport,
     TcpServerTransport,
+    Transport,
     _StreamCutter,
     open_board_transport,
     open_ground_transport,
@@ -185,6 +187,33 @@ def test_ground_receive_waits_for_what_arrives_within_its_timeout() -> None:
             assert ground.receive(1, timeout=60) == [packet(tc=False)]
         finally:
             later.cancel()
+
+
+class _Silent(Transport):
+    """A transport that never receives anything, on a pipe that never turns readable."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.calls = 0
+
+    def receive(self, max_items: int) -> list[bytes]:
+        self.calls += 1
+        return []
+
+    def _readable_fds(self) -> list[int]:
+        return [self.fd]
+
+
+def test_ground_receive_sleeps_in_select_instead_of_spinning() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        silent = _Silent(read_end)
+        assert GroundTransport(silent).receive(1, timeout=0.3) == []
+        assert silent.calls <= 3  # before the wait, after it (and one spare for a signal)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_udp_receive_takes_at_most_max_items_per_call() -> None:
@@ -362,8 +391,8 @@ def pty_board():
         os.close(master)
 
 
-def read_master(master: int, frames: int) -> list[bytes]:
-    """COBS frames from the master side (decoded by the cobs package directly)."""
+def read_master(master: int, frames: int) -> bytes:
+    """What the board wrote, read on the master side until ``frames`` frames came."""
     data = b""
     for _ in range(500):
         if data.count(b"\x00") > frames:  # the board's leading 0x00, then one per frame
@@ -371,14 +400,16 @@ def read_master(master: int, frames: int) -> list[bytes]:
         select.select([master], [], [], 0.01)
         with contextlib.suppress(BlockingIOError):
             data += os.read(master, 65536)
-    return [cobs.decode(f) for f in data.split(b"\x00") if f]
+    return data
 
 
 def test_serial_through_a_pty_both_ways(pty_board) -> None:
     board, master = pty_board
     tm = [packet(apid=0x010, seq=i, tc=False, payload=bytes(range(256)) * 2) for i in range(3)]
     assert all(board.send(p) for p in tm)
-    assert read_master(master, 3) == tm
+    wire = read_master(master, 3)
+    assert wire.startswith(b"\x00")  # ends whatever noise the ground's deframer holds
+    assert [cobs.decode(f) for f in wire.split(b"\x00") if f] == tm  # the cobs package's view
     tc = [packet(seq=i, payload=b"\x00\x00zero" * i) for i in range(4)]
     os.write(master, b"".join(cobs.encode(p) + b"\x00" for p in tc))
     assert collect(board, 4) == tc
@@ -489,5 +520,12 @@ def test_cobs_deframer_drops_an_endless_frame_once_and_resynchronises() -> None:
         assert deframer.feed(b"\x05" * 50) == []  # never a delimiter
         assert deframer.buffered <= 64
     assert deframer.framing_errors == 1
-    assert deframer.feed(b"\x00" + cobs_frame(b"after")) == [b"after"]
+    # the end of the dropped frame (b"\x02x" would decode to b"x") is skipped, not decoded
+    assert deframer.feed(b"\x02x\x00" + cobs_frame(b"after")) == [b"after"]
     assert deframer.framing_errors == 1
+
+
+def test_cobs_deframer_counts_a_frame_that_decodes_to_nothing() -> None:
+    deframer = CobsDeframer()
+    assert deframer.feed(b"\x01\x00\x00\x00") == []  # b"\x01" encodes the empty packet
+    assert deframer.framing_errors == 1  # the empty frames between delimiters are not errors
