@@ -209,6 +209,17 @@ class Transport:
         """Every descriptor whose readability means ``receive`` may return something."""
         return []
 
+    def _queued_bytes(self) -> int:
+        """Bytes accepted by ``send`` that the OS has not taken yet."""
+        return 0
+
+    def _push(self) -> bool:
+        """Hand queued bytes to the OS now, without waiting; False once the link is gone."""
+        return True
+
+    def _writable_fds(self) -> list[int]:
+        return []
+
     def _received(self, items: list[bytes], packet: bytes) -> None:
         items.append(packet)
         self._counts["rx_items"] += 1
@@ -249,10 +260,11 @@ class UdpTransport(Transport):
             self._sock.close()
             raise ConfigError(f"link URL {url!r}: cannot bind UDP {bind}: {exc}") from exc
         self._cmsg_bytes = _enable_overflow_count(self._sock)
+        self._address = self._sock.getsockname()[:2]
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._sock.getsockname()[:2]
+        return self._address
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -450,10 +462,11 @@ class TcpServerTransport(_StreamTransport):
         except OSError as exc:
             self._listener.close()
             raise ConfigError(f"link URL {url!r}: cannot listen on TCP {bind}: {exc}") from exc
+        self._address = self._listener.getsockname()[:2]
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._listener.getsockname()[:2]
+        return self._address
 
     def fileno(self) -> int:
         return self._listener.fileno()
@@ -565,16 +578,19 @@ class TcpClientTransport(_StreamTransport):
             self._hang_up()
         return self._sent(packet)
 
-    def close(self, linger_s: float = 2.0) -> None:
-        """Close after giving queued telecommands up to ``linger_s`` seconds to leave."""
-        conn = self._conn
-        deadline = time.monotonic() + linger_s
-        while conn is not None and conn.outgoing and self._flush(conn):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            select.select([], [conn.sock], [], remaining)
+    def close(self) -> None:
         self._hang_up()
+
+    def _queued_bytes(self) -> int:
+        return 0 if self._conn is None else len(self._conn.outgoing)
+
+    def _push(self) -> bool:
+        if self._conn is not None and not self._flush(self._conn):
+            self._hang_up()
+        return self._conn is not None
+
+    def _writable_fds(self) -> list[int]:
+        return self._readable_fds()
 
     def _hang_up(self) -> None:
         if self._conn is not None:
@@ -661,6 +677,16 @@ class SerialTransport(Transport):
     def close(self) -> None:
         self._port.close()
 
+    def _queued_bytes(self) -> int:
+        return len(self._outgoing)
+
+    def _push(self) -> bool:
+        self._flush()
+        return True
+
+    def _writable_fds(self) -> list[int]:
+        return self._readable_fds()
+
     def _flush(self) -> None:
         while self._outgoing:
             try:
@@ -727,9 +753,29 @@ class GroundTransport:
                 time.sleep(min(remaining, 0.01))
 
     def send(self, packet: bytes) -> bool:
+        """As the board's: False at once when the queue is full (then ``flush`` and retry)."""
         return self.inner.send(packet)
 
-    def close(self) -> None:
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for everything sent to leave; True if it has."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.inner._push():
+                return False  # the link is gone, and what was queued with it
+            if not self.inner._queued_bytes():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            fds = self.inner._writable_fds()
+            if fds:
+                select.select([], fds, [], remaining)
+            else:
+                time.sleep(min(remaining, 0.01))
+
+    def close(self, linger_s: float = 2.0) -> None:
+        """Close after giving what is still queued up to ``linger_s`` seconds to leave."""
+        self.flush(linger_s)
         self.inner.close()
 
     def fileno(self) -> int:

@@ -135,6 +135,23 @@ def test_the_ground_needs_the_boards_port_and_port_plus_one_must_exist() -> None
         open_ground_transport("udp://127.0.0.1:65535")
 
 
+def test_opening_what_cannot_be_opened_is_a_config_error_naming_the_url() -> None:
+    with (
+        open_board_transport(f"udp://{LOCAL}:0") as udp,
+        open_board_transport(f"tcp://{LOCAL}:0") as tcp,
+    ):
+        with pytest.raises(ConfigError, match="cannot bind UDP"):
+            open_board_transport(f"udp://{LOCAL}:{udp.address[1]}")
+        with pytest.raises(ConfigError, match="cannot listen on TCP"):
+            open_board_transport(f"tcp://{LOCAL}:{tcp.address[1]}")
+    with pytest.raises(ConfigError, match="cannot connect"):
+        open_ground_transport(f"tcp://{LOCAL}:{tcp.address[1]}")  # closed: refused
+    with pytest.raises(ConfigError, match="cannot resolve"):
+        open_board_transport("udp://no-such-host.invalid:5000")
+    with pytest.raises(ConfigError, match="cannot open serial link '/dev/no-such-tty'"):
+        open_board_transport("/dev/no-such-tty")
+
+
 # --- UDP --------------------------------------------------------------------------------------
 
 
@@ -289,6 +306,49 @@ def test_tcp_ground_send_fails_after_the_board_hangs_up() -> None:
         assert ground.counters()["disconnects"] == 1
         assert not ground.send(packet())
         assert ground.counters()["tx_failed"] == 1
+
+
+def test_tcp_ground_flush_and_close_wait_for_queued_telecommands() -> None:
+    with tcp_board() as board:
+        # small socket buffers on both ends, so that most of what is sent waits in the queue
+        board._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ground = open_ground_transport(f"tcp://{LOCAL}:{board.address[1]}")
+        ground.inner._conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        got: list[bytes] = []
+
+        def read_until_the_ground_hangs_up() -> None:
+            for _ in range(100_000):
+                got.extend(collect(board, 100, polls=1))
+                if board.counters()["disconnects"]:
+                    return
+
+        reader = threading.Thread(target=read_until_the_ground_hangs_up)
+        pdus = [packet(apid=0x101, seq=i, payload=bytes([i]) * 20000) for i in range(60)]
+        sent = [ground.send(p) for p in pdus[:30]]
+        assert ground.inner._queued_bytes() > 100_000  # the test's premise: bytes are waiting
+        reader.start()
+        try:
+            flushed = ground.flush(timeout=60)
+            sent += [ground.send(p) for p in pdus[30:]]
+        finally:
+            ground.close(linger_s=60)
+            reader.join()
+        assert flushed
+        assert all(sent)
+        assert got == pdus
+
+
+def test_tcp_ground_flush_is_false_when_the_board_is_gone() -> None:
+    board = tcp_board()
+    ground = open_ground_transport(f"tcp://{LOCAL}:{board.address[1]}")
+    with ground:
+        poll_until(board, lambda: board.counters()["clients"] == 1)
+        board.close()
+        for _ in range(200):
+            ground.receive(1, timeout=0.05)
+            if ground.counters()["disconnects"]:
+                break
+        assert not ground.flush(timeout=1)
 
 
 @pytest.mark.timeout(120)
