@@ -249,8 +249,9 @@ def test_udp_reports_the_datagrams_the_kernel_dropped() -> None:
     board = open_board_transport(f"udp://{LOCAL}:0")
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with board, sender:
+        board._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny queue
         flood = packet(payload=bytes(1400))
-        for _ in range(4000):  # ~6 MB into a receive queue of rmem_default (~200 KB)
+        for _ in range(500):
             sender.sendto(flood, board.address)
         while board.receive(1000):
             pass
@@ -373,6 +374,24 @@ def test_tcp_client_that_never_reads_does_not_block_the_board() -> None:
             assert received == 8000
             assert board.counters()["client_drops"] > 0
             assert board.counters()["tx_failed"] == 0
+
+
+def test_tcp_clients_take_turns_at_being_read_first() -> None:
+    with tcp_board() as board:
+        url = f"tcp://{LOCAL}:{board.address[1]}"
+        with open_ground_transport(url) as one, open_ground_transport(url) as two:
+            poll_until(board, lambda: board.counters()["clients"] == 2)
+            for i in range(5):
+                one.send(packet(apid=0x101, seq=i))
+                two.send(packet(apid=0x102, seq=i))
+            got = []
+            for _ in range(2000):
+                got += board.receive(1)
+                if len(got) == 10:
+                    break
+            apids = [int.from_bytes(p[:2], "big") & 0x7FF for p in got]
+            assert sorted(apids) == [0x101] * 5 + [0x102] * 5
+            assert set(apids[:2]) == {0x101, 0x102}  # one flooding client cannot starve another
 
 
 def test_tcp_garbage_is_skipped_and_counted_and_partial_packets_wait() -> None:
@@ -521,6 +540,10 @@ def test_serial_loop_url_hears_itself_and_ground_receive_times_out() -> None:
         tm = [packet(tc=False, seq=i, payload=bytes(2000)) for i in range(4)]  # > loop's 4 KiB
         assert all(board.send(p) for p in tm)
         assert collect(board, 4) == tm
+        small = [packet(seq=i) for i in range(4)]
+        assert all(board.send(p) for p in small)
+        assert board.receive(2) == small[:2]  # the other two wait for the next call
+        assert board.receive(2) == small[2:]
     with open_ground_transport("serial+loop://") as ground:
         assert ground.receive(5, timeout=0.05) == []
         # loop:// has no descriptor: the ground waits by polling. The timer writes to the port
