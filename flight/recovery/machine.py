@@ -221,8 +221,9 @@ class RecoveryFSM:
         """
         if type(command) not in _COMMANDS:
             raise RecoveryError(f"not a recovery command: {command!r}")
-        name = getattr(command, "name", None)
-        if name is not None and (not isinstance(name, str) or name not in self._parts):
+        if hasattr(command, "name") and not (
+            isinstance(command.name, str) and command.name in self._parts
+        ):
             return Refusal.INVALID_ARGUMENT
         if isinstance(command, SetRedundancy) and not self._mode_allowed(command):
             return Refusal.INVALID_ARGUMENT
@@ -275,9 +276,8 @@ class RecoveryFSM:
         self._check_time(now)
         if now < self._now:
             raise RecoveryError(f"the clock went backwards: {now} after {self._now}")
-        name = getattr(event, "name", None)
-        if name is not None:
-            self._part(name)
+        if hasattr(event, "name"):
+            self._part(event.name)
         if isinstance(event, VoteAlarm):
             self._check_replica(event)
         if isinstance(event, SetRedundancy) and not self._mode_allowed(event):
