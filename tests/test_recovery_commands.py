@@ -453,6 +453,8 @@ def test_can_predicts_handle_and_commands_spend_no_budget(redundancy, steps):
         if is_command:
             label(f"{type(event).__name__}: {refusal}, system {fsm.system_state.value}")
         reset = fsm.system_state is SystemState.RESET  # then every input returns (), uncounted
+        if reset and is_command:
+            assert refusal is not None
         before = fsm.to_dict()
         if refusal is Refusal.INVALID_ARGUMENT:
             with pytest.raises(RecoveryError):
