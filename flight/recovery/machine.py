@@ -18,7 +18,11 @@ The model is the Erlang/OTP supervisor's, adapted to a flight computer:
   and finally a processor reset, which the supervisor carries out by exiting with an
   :class:`ExitCode` so that the init system starts it again;
 * supervisor-wide backstops: a restart intensity over all partitions (a common-mode fault) and a
-  budget of safe-mode entries, each ending in a processor reset.
+  budget of safe-mode entries, each ending in a processor reset;
+* ground commands (:class:`Enable`, :class:`ExitSafeMode`, :class:`SetRedundancy`,
+  :class:`RestartCommanded`, :class:`DisableCommanded`) and model rollbacks
+  (:class:`ModelFailed`) act at once and spend no restart budget; :meth:`RecoveryFSM.can` tells
+  the link beforehand whether a command applies (a :class:`Refusal` if not).
 
 Faults are data, bugs raise: a crash report for a partition that is already being restarted is
 counted and otherwise ignored (it is the killed process's own exit), while an input naming an

@@ -200,8 +200,8 @@ def worst_case_restarts(policy: PartitionPolicy) -> int:
 
     A fast crash loop puts all of them inside any supervisor-wide window, so this is what the
     supervisor's own restart intensity must allow for the ladder to play out. Commanded
-    restarts (``Enable``) are not counted, so each stretch between two 'disable' steps is
-    a separate run.
+    restarts (``Enable``, ``ExitSafeMode``, ``SetRedundancy``, ``RestartCommanded``) and model
+    rollbacks are not counted, so each stretch between two 'disable' steps is a separate run.
     """
     if policy.restart is RestartType.TEMPORARY:
         return 0
