@@ -217,6 +217,17 @@ def test_can_says_what_handle_does_in_every_state(command, index):
         }
 
 
+def test_every_refusal_names_a_link_failure_code():
+    """The link reports a refusal as FailureCode[refusal.name] (the machine cannot import it)."""
+    from flight.link.codes import FailureCode
+
+    assert {r.name: FailureCode[r.name] for r in Refusal} == {
+        "INVALID_ARGUMENT": FailureCode.INVALID_ARGUMENT,
+        "NOT_ALLOWED": FailureCode.NOT_ALLOWED,
+        "BUSY": FailureCode.BUSY,
+    }
+
+
 def test_after_a_processor_reset_every_command_is_not_allowed():
     fsm = boot(one(max_restarts=0, ladder=("reset",)))
     assert type(fsm.handle(Crashed("a"), 1.0)[0]) is ProcessorReset
