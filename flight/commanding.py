@@ -38,14 +38,19 @@ def _partition(sup: Any, link: Any, command: Any) -> Any:
 def _through_recovery(sup: Any, link: Any, command: Any, event: Any) -> None:
     """Give the recovery machine a commanded input, unless it says the command is not
     allowed now (then a start failure with its reason)."""
-    refusal = sup.fsm.refusal(event)
+    refusal = sup.fsm.can(event)
     if refusal is not None:
-        code, detail = refusal
-        link.refuse(command, FailureCode[str(code).upper()], detail)
+        state = sup.fsm.system_state.value
+        if getattr(event, "name", None) in sup.by_name:
+            state = sup.fsm.state(event.name).value
+        link.refuse(command, FailureCode[refusal.name], f"refused while {state}")
         return
     link.start(command)
     sup.feed(event)
-    link.complete(command, detail=sup.fsm.state(event.name).value if hasattr(event, "name") else "")
+    if getattr(event, "name", None) in sup.by_name:
+        link.complete(command, detail=f"{event.name} {sup.fsm.state(event.name).value}")
+    else:
+        link.complete(command, detail=f"system {sup.fsm.system_state.value}")
 
 
 def ping(sup: Any, link: Any, command: Any) -> None:

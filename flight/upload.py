@@ -194,11 +194,10 @@ def after_frame(sup: Any, p: Any, delivered: bool) -> None:
 
 def roll_back(sup: Any, p: Any, reason: str) -> None:
     """The recovery machine's RollBackModel: the previous model serves again (the restart the
-    machine orders next starts its workers)."""
+    machine orders next starts its workers; the machine emitted MODEL_ROLLED_BACK)."""
     trial = sup.trials.pop(p.name, None)
     if trial is None:  # nothing on trial: a stale order (the trial already ended)
         return
-    _swap(sup, p, trial.previous_spec, trial.previous_job)
-    sup.log.emit(events.MODEL_ROLLED_BACK, partition=p.name, file=trial.path.name, why=reason)
+    _swap(sup, p, trial.previous_spec, trial.previous_job)  # the machine emitted the event
     if sup.link is not None:
         sup.link.complete(trial.command, FailureCode.EXECUTION_FAILED, f"rolled back: {reason}")
