@@ -109,7 +109,7 @@ def load_keys(path: str | os.PathLike[str]) -> KeyRing:
         raise ConfigError(f"{where}: cannot read it: {exc.strerror or exc}") from None
     if stat.S_IMODE(mode) & 0o077 and os.environ.get(INSECURE_ENV) != "1":
         raise ConfigError(
-            f"{where}: mode {stat.S_IMODE(mode):04o} lets the group or others read the secrets; "
+            f"{where}: mode {stat.S_IMODE(mode):04o} gives the group or others access to the secrets; "
             f"chmod 600 it (or set {INSECURE_ENV}=1 on a bench)"
         )
     try:

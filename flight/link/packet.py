@@ -228,14 +228,20 @@ class StreamDecoder:
             word1, word2, length = _HEADER.unpack_from(buf, pos)
             total = length + PRIMARY_HEADER_LEN + 1
             if word1 >> 13 or word2 >> 14 != _UNSEGMENTED or total > self.max_packet_len:
-                found = _HEADER_START.search(buf, pos + 1)
-                resume = end if found is None else found.start()
-                self.skipped_bytes += resume - pos
-                pos = resume
+                pos = self._skip(buf, pos + 1, pos)
                 continue
             if end - pos < total:
                 break
             packets.append(bytes(buf[pos : pos + total]))
             pos += total
+        if pos < end and buf[pos] >> 5:  # a short tail that cannot start a header either
+            pos = self._skip(buf, pos, pos)
         del buf[:pos]
         return packets
+
+    def _skip(self, buf: bytearray, search_from: int, pos: int) -> int:
+        """Drop the bytes from ``pos`` to the next one that can start a header; count them."""
+        found = _HEADER_START.search(buf, search_from)
+        resume = len(buf) if found is None else found.start()
+        self.skipped_bytes += resume - pos
+        return resume
