@@ -109,8 +109,8 @@ def load_keys(path: str | os.PathLike[str]) -> KeyRing:
         raise ConfigError(f"{where}: cannot read it: {exc.strerror or exc}") from None
     if stat.S_IMODE(mode) & 0o077 and os.environ.get(INSECURE_ENV) != "1":
         raise ConfigError(
-            f"{where}: mode {stat.S_IMODE(mode):04o} gives the group or others access to the secrets; "
-            f"chmod 600 it (or set {INSECURE_ENV}=1 on a bench)"
+            f"{where}: mode {stat.S_IMODE(mode):04o} gives the group or others access to the "
+            f"secrets; chmod 600 it (or set {INSECURE_ENV}=1 on a bench)"
         )
     try:
         document = tomllib.loads(raw.decode("utf-8"))

@@ -4,6 +4,7 @@ that meet only PacketError."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import fastcrc
@@ -233,7 +234,7 @@ def test_stream_decoder_cuts_back_to_back_packets_whatever_the_chunks(cuts):
     bounds = sorted({0, len(stream), *(min(c, len(stream)) for c in cuts)})
     decoder = StreamDecoder()
     out = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         out += decoder.feed(stream[start:end])
     assert out == packets
     assert decoder.pending == 0 and decoder.skipped_bytes == 0
