@@ -249,6 +249,14 @@ def test_stream_decoder_skips_and_counts_bytes_that_cannot_start_a_packet():
     assert decoder.skipped_bytes == 2 * len(garbage)
 
 
+def test_stream_decoder_holds_back_only_bytes_that_can_start_a_header():
+    decoder = StreamDecoder()
+    assert decoder.feed(b"\xff\x20\xe0") == []  # shorter than a header, none can start one
+    assert (decoder.skipped_bytes, decoder.pending) == (3, 0)
+    assert decoder.feed(b"\x10\xff") == []  # 0x10 can: it and what follows wait
+    assert (decoder.skipped_bytes, decoder.pending) == (3, 2)
+
+
 def test_stream_decoder_does_not_start_a_packet_at_a_segmented_header():
     unsegmented = with_crc(header(0x0810, 0xC000, 2) + b"x")
     assert StreamDecoder().feed(unsegmented) == [unsegmented]
