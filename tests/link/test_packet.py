@@ -288,6 +288,20 @@ def test_stream_decoder_eats_garbage_without_escape_and_stays_bounded(chunks):
     assert decoder.skipped_bytes <= sum(map(len, chunks))
 
 
+@pytest.mark.timeout(120)
+@given(st.data())
+def test_stream_decoder_meets_a_damaged_stream_without_escape(draw):
+    stream = bytearray(b"".join(some_packets()))
+    for bit in draw.draw(st.lists(st.integers(0, 8 * len(stream) - 1), max_size=4)):
+        stream[bit // 8] ^= 0x80 >> (bit % 8)
+    cut = draw.draw(st.integers(0, len(stream)))
+    decoder = StreamDecoder(max_packet_len=2000)
+    out = decoder.feed(bytes(stream[:cut])) + decoder.feed(bytes(stream[cut:]))
+    for piece in out:
+        rejected(decode, piece)
+    assert sum(map(len, out)) + decoder.skipped_bytes + decoder.pending == len(stream)
+
+
 def test_stream_decoder_cuts_as_spacepackets_does():
     packets = some_packets()
     stream = b"".join(packets)
