@@ -380,6 +380,7 @@ def test_every_truncation_is_refused(apid, user, draw):
     raw = encode_tm(apid, 1, user, T0)
     cut = draw.draw(st.integers(0, len(raw) - 1))
     assert rejected(decode, raw[:cut]) is not None
+    assert rejected(split, raw[:cut]) is not None
 
 
 @given(st.sampled_from(TM_APIDS), payloads, st.data())
@@ -388,3 +389,4 @@ def test_every_single_bit_flip_is_refused(apid, user, draw):
     bit = draw.draw(st.integers(0, 8 * len(raw) - 1))
     raw[bit // 8] ^= 0x80 >> (bit % 8)
     assert rejected(decode, bytes(raw)) is not None
+    assert rejected(split, bytes(raw)) is not None

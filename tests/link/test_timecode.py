@@ -83,3 +83,15 @@ def test_random_bytes_meet_only_packet_error(raw):
         assert math.isfinite(cuc_decode(raw))
     except PacketError as exc:
         assert exc.code == FailureCode.MALFORMED
+
+
+@given(st.integers(0, 0xFFFF_FFFF), st.integers(0, 0xFFFF), st.integers(0, 55), st.integers(0, 6))
+def test_bit_flips_and_truncations_of_a_valid_code_meet_only_packet_error(coarse, fine, bit, cut):
+    flipped = bytearray(cuc(coarse, fine))
+    flipped[bit // 8] ^= 0x80 >> (bit % 8)
+    for raw in (bytes(flipped), cuc(coarse, fine)[:cut]):
+        try:
+            assert math.isfinite(cuc_decode(raw))
+            assert bit >= 8 and len(raw) == CUC_LEN  # only a flip of the time itself decodes
+        except PacketError as exc:
+            assert exc.code == FailureCode.MALFORMED
