@@ -149,12 +149,12 @@ class LinkService:
         if keyring is not None:
             from flight.link.sdls import Verifier
 
-            saved = cds.state(REPLAY_STATE, {}) or {}
-            last = {int(spi): int(seq) for spi, seq in saved.items()}
             active = cds.state(ACTIVE_KEY_STATE)
             if isinstance(active, int) and active in keyring.keys:
-                keyring.active = active
-            self.verifier = Verifier(keyring, last)
+                keyring.switch(active)  # a switch_key outlives a restart
+            # the CDS is CRC-checked and double-buffered: an unusable window here is a bug, and
+            # Verifier raises rather than reopen it
+            self.verifier = Verifier(keyring, cds.state(REPLAY_STATE, {}) or {})
         staging = Path(staging_dir)
         staging.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.cfdp = CfdpReceiver(
@@ -244,7 +244,7 @@ class LinkService:
     def _persist_replay(self) -> None:
         """The window moved: on disk before the command runs (a reboot must not reopen it)."""
         assert self.verifier is not None
-        self.cds.set_state(REPLAY_STATE, {str(k): v for k, v in self.verifier.last.items()})
+        self.cds.set_state(REPLAY_STATE, self.verifier.state())
         self.cds.commit()
 
     # --- verification reports (PUS service 1) -------------------------------------------------
@@ -297,7 +297,7 @@ class LinkService:
         if self.keyring is None or spi not in self.keyring.keys:
             return FailureCode.INVALID_ARGUMENT
         old = self.keyring.active
-        self.keyring.active = spi
+        self.keyring.switch(spi)
         self.cds.set_state(ACTIVE_KEY_STATE, spi)
         self.cds.commit()
         self.log.emit(events.KEY_SWITCHED, old=old, new=spi)
