@@ -50,8 +50,10 @@ def _cmd_icd(args: argparse.Namespace) -> int:
 
 
 def _emit(text: str, output: str | None) -> int:
-    if output is None:
-        sys.stdout.write(text)
+    if output is None:  # UTF-8 whatever the locale says: the ICD is not ASCII
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
         return 0
     from flight.atomic import write_atomically
 

@@ -17,14 +17,13 @@ from flight.link.schema import CommandDef, Enum, Field
 from flight.modes import MODES
 from flight.recovery.messages import PartitionState, SystemState
 
-# The spec's layouts, copied by hand: a reordered, retyped or renamed field fails here, because
-# ground systems decode by position.
-
 
 def _u32(*names: str) -> list[tuple[str, str]]:
     return [(n, "U32") for n in names]
 
 
+# The spec's layouts, copied by hand: a reordered, retyped or renamed field fails here, because
+# ground systems decode by position.
 SPEC_TELEMETRY = {
     Apid.HOUSEKEEPING: [
         *_u32("frames", "inferences", "delivered", "withheld", "corrected", "unavailable"),
