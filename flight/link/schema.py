@@ -64,7 +64,8 @@ class _Invalid(Exception):
 class WireType:
     """How one value travels. ``size`` and ``code`` are set for fixed-size types (``code`` is
     the :mod:`struct` format of the value); variable-size types set ``prefix`` (the bytes of
-    their length prefix) and ``max_len`` and implement :meth:`pack` / :meth:`unpack`."""
+    their length prefix) and ``max_len`` and implement :meth:`unpack`. ``bounds`` arguments
+    are a field's declared range (None: the type's own)."""
 
     name: str = ""
     kind: str = ""  #: integer, float, bool, enum, string, blob, bytes
