@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from flight import __version__
+from flight.cli_link import add_link_parser
 from flight.environments import ENVIRONMENTS
 from flight.modes import MODES
 
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = cache_sub.add_parser("build", help="precompile every kernel into DIR")
     build.add_argument("directory")
     build.set_defaults(func=_cmd_cache_build)
+    add_link_parser(sub)
     return parser
 
 

@@ -89,7 +89,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("supervisor", ("flight.supervisor",)),
     # The command line and its rendering (``flight.cli.*`` also covers a cli package).
-    ("cli", ("flight.cli.*", "flight.cli_render", "flight.render")),
+    ("cli", ("flight.cli.*", "flight.cli_render", "flight.cli_link", "flight.render")),
 )
 
 # Upward edges the code has today that the design does not want: (importer, imported) -> why it
