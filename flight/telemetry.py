@@ -153,7 +153,7 @@ def partition_packet(p: Any, fsm: Any) -> dict[str, Any]:
         "lost_0": lost[0],
         "lost_1": lost[1],
         "lost_2": lost[2],
-        "model": p.spec.model_path.name[:64] if p.spec.model_path is not None else "",
+        "model": p.spec.model_path.name if p.spec.model_path is not None else "",
         "model_crc": p.model_crc,
     }
 

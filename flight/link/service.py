@@ -32,6 +32,10 @@ from flight.link import catalog, packet
 from flight.link.codes import Apid, FailureCode, Stage
 from flight.link.contact import ContactSchedule
 from flight.link.downlink import DownlinkStore, Priority
+from flight.link.schema import Str
+
+# Free text is cut to its field's size ("..." marks a cut), never refused.
+_EVENT_ARGS, _DETAIL, _REASON, _MODEL = Str(240), Str(200), Str(64), Str(64)
 
 __all__ = ["Command", "LinkService", "NullTransport", "housekeeping_values"]
 
@@ -40,8 +44,6 @@ REPLAY_STATE = "link_replay"
 ACTIVE_KEY_STATE = "link_active_spi"
 #: Pending results (the BULK class) are kept across a supervisor restart in this file.
 PENDING_FILE = "downlink-pending.bin"
-#: An EVENT packet's argument text is cut to this (the declaration's Str size).
-EVENT_ARGS_MAX = 240
 
 
 @dataclass
@@ -280,14 +282,14 @@ class LinkService:
         detail: str = "",
     ) -> None:
         values = {
-            "stage": stage.name.lower(),
+            "stage": stage,
             "request_id": command.request_id,
             "request_seq": command.request_seq,
             "spi": command.spi,
             "sequence": command.sequence,
             "opcode": command.definition.opcode,
-            "code": code.name.lower(),
-            "detail": _cut(detail, 200),
+            "code": code,
+            "detail": _DETAIL.fit(detail),
         }
         self._emit(Apid.VERIFICATION, values, Priority.URGENT)
 
@@ -328,9 +330,9 @@ class LinkService:
             args = " ".join(f"{k}={_text(v)}" for k, v in event.fields.items())
             values = {
                 "event_id": event.id,
-                "severity": event.definition.severity.name.lower(),
+                "severity": event.definition.severity,
                 "count": min(event.count, 2**32 - 1),
-                "args": _cut(args, EVENT_ARGS_MAX),
+                "args": _EVENT_ARGS.fit(args),
             }
             self._emit(Apid.EVENT, values, Priority.URGENT)
         finally:
@@ -388,6 +390,7 @@ class LinkService:
         """One housekeeping packet and one PARTITION packet per partition, now."""
         self._emit(Apid.HOUSEKEEPING, housekeeping_values(summary, self), Priority.HOUSEKEEPING)
         for values in partitions:
+            values = {**values, "model": _MODEL.fit(values["model"])}
             self._emit(Apid.PARTITION, values, Priority.HOUSEKEEPING)
 
     def frame_end(
@@ -480,7 +483,7 @@ def housekeeping_values(summary: Mapping[str, Any], link: LinkService) -> dict[s
         {
             "system_state": summary.get("system_state", "nominal"),
             "safe_mode": bool(summary.get("safe_mode", False)),
-            "last_reset_reason": _cut(str(summary.get("last_reset_reason", "")), 64),
+            "last_reset_reason": _REASON.fit(str(summary.get("last_reset_reason", ""))),
             "watchdog_attempted": int(watchdog.get("attempted", 0)),
             "watchdog_withheld": int(watchdog.get("withheld", 0)),
             "watchdog_failed": int(watchdog.get("failed", 0)),
@@ -519,11 +522,3 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value).replace(" ", "_")
-
-
-def _cut(text: str, limit: int) -> str:
-    """``text`` in at most ``limit`` UTF-8 bytes, marked with "..." when cut."""
-    data = text.encode()
-    if len(data) <= limit:
-        return text
-    return data[: limit - 3].decode("utf-8", "ignore") + "..."

@@ -91,7 +91,7 @@ def parse_arguments(command: str, pairs: list[str]) -> dict[str, Any]:
 def _typed(field: Any, text: str, command: str) -> Any:
     kind = field.type.kind
     try:
-        if kind in ("enum", "str"):
+        if kind in ("enum", "string"):
             return text
         if kind in ("bytes", "blob"):
             return bytes.fromhex(text)
@@ -130,14 +130,14 @@ def _follow(ground: Any, sent: bytes, timeout: float, as_json: bool) -> int:
         _print(report, as_json)
         final = report
     if final is None or final.values["stage"] not in (
-        "completion_success",
-        "completion_failure",
-        "acceptance_failure",
-        "start_failure",
+        "COMPLETION_SUCCESS",
+        "COMPLETION_FAILURE",
+        "ACCEPTANCE_FAILURE",
+        "START_FAILURE",
     ):
         print(f"hil link: no final report within {timeout:g} s", file=sys.stderr)
         return EXIT_TIMEOUT
-    return 0 if final.values["stage"] == "completion_success" else EXIT_FAILED
+    return 0 if final.values["stage"] == "COMPLETION_SUCCESS" else EXIT_FAILED
 
 
 def _listen(args: argparse.Namespace) -> int:

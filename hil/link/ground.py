@@ -70,13 +70,13 @@ class Telemetry:
             except KeyError:
                 name = f"event {v['event_id']}"
             count = f" x{v['count']}" if v["count"] != 1 else ""
-            return f"EVENT {v['severity'].upper()} {name}{count} {v['args']}"
+            return f"EVENT {v['severity']} {name}{count} {v['args']}"
         if self.apid == Apid.VERIFICATION:
-            code = "" if v["code"] == "none" else f" {v['code'].upper()}"
+            code = "" if v["code"] == "NONE" else f" {v['code']}"
             detail = f" ({v['detail']})" if v["detail"] else ""
             opcode = catalog.COMMANDS.get(v["opcode"])
             what = opcode.name if opcode is not None else f"opcode {v['opcode']}"
-            return f"TC {what} #{v['sequence']} {v['stage'].upper()}{code}{detail}"
+            return f"TC {what} #{v['sequence']} {v['stage']}{code}{detail}"
         if self.apid == Apid.RESULT:
             return (
                 f"RESULT {v['partition']} #{v['sequence']} {v['status']} top1={v['top1']} "
@@ -209,7 +209,7 @@ class GroundStation:
                     and v["request_seq"] == request_seq
                 ):
                     yield tm
-                    if Stage[v["stage"].upper()] in FINAL_STAGES:
+                    if Stage[v["stage"]] in FINAL_STAGES:
                         return
                 else:
                     self.backlog.append(tm)

@@ -40,13 +40,13 @@ def test_a_command_is_verified_in_stages_and_a_forged_one_is_refused(board_facto
         _up(ground)
         reports = ground.command("ping", token=7)
         assert _stages(reports) == [
-            ("acceptance_success", "none"),
-            ("start_success", "none"),
-            ("completion_success", "none"),
+            ("ACCEPTANCE_SUCCESS", "NONE"),
+            ("START_SUCCESS", "NONE"),
+            ("COMPLETION_SUCCESS", "NONE"),
         ]
         assert "token=7" in reports[-1].values["detail"]
     with GroundStation(board.url, forged, sequence_file=tmp_path / "forger.seq") as forger:
-        assert _stages(forger.command("ping", token=8)) == [("acceptance_failure", "bad_mac")]
+        assert _stages(forger.command("ping", token=8)) == [("ACCEPTANCE_FAILURE", "BAD_MAC")]
     link = board.stop()["link"]
     assert link["tc_accepted"] == 1
     assert link["tc_rejected"] == {"BAD_MAC": 1}
@@ -60,16 +60,16 @@ def test_a_replayed_command_is_refused_also_after_the_board_restarts(board_facto
         _up(ground)
         recorded = ground.seal("ping", token=1)
         ground.send_raw(recorded)
-        assert _stages(ground.follow(recorded))[-1] == ("completion_success", "none")
+        assert _stages(ground.follow(recorded))[-1] == ("COMPLETION_SUCCESS", "NONE")
         ground.send_raw(recorded)
-        assert _stages(ground.follow(recorded)) == [("acceptance_failure", "replay")]
+        assert _stages(ground.follow(recorded)) == [("ACCEPTANCE_FAILURE", "REPLAY")]
     board.stop()
     board.start()
     with GroundStation(board.url, good) as ground:
         _up(ground)
         ground.send_raw(recorded)
-        assert _stages(ground.follow(recorded)) == [("acceptance_failure", "replay")]
-        assert _stages(ground.command("ping", token=2))[-1] == ("completion_success", "none")
+        assert _stages(ground.follow(recorded)) == [("ACCEPTANCE_FAILURE", "REPLAY")]
+        assert _stages(ground.command("ping", token=2))[-1] == ("COMPLETION_SUCCESS", "NONE")
     assert board.stop()["link"]["tc_rejected"] == {"REPLAY": 1}
 
 
@@ -91,7 +91,7 @@ def test_random_datagrams_are_refused_and_counted_while_frames_go_on(board_facto
             ground, lambda tm: tm.name == "HOUSEKEEPING" and tm.values["frames"] > before
         ).values
         # still obeys its ground after the flood
-        assert _stages(ground.command("ping", token=3))[-1] == ("completion_success", "none")
+        assert _stages(ground.command("ping", token=3))[-1] == ("COMPLETION_SUCCESS", "NONE")
     summary = board.stop()
     link = summary["link"]
     refused = link["packets_rejected"] + sum(link["tc_rejected"].values())
@@ -119,7 +119,7 @@ def test_a_partition_disabled_by_the_ladder_is_enabled_by_command(board_factory,
             os.kill(pid, signal.SIGKILL)
         _partition(ground, lambda v: v["state"] == "disabled")
         reports = ground.command("enable_partition", partition="classifier")
-        assert _stages(reports)[-1] == ("completion_success", "none"), _stages(reports)
+        assert _stages(reports)[-1] == ("COMPLETION_SUCCESS", "NONE"), _stages(reports)
         back = _partition(ground, lambda v: v["state"] == "nominal")
         later = _partition(ground, lambda v: v["delivered"] > back["delivered"])
         assert not later["disabled"]
@@ -141,7 +141,7 @@ def test_safe_mode_is_left_by_command(board_factory, keys):
             os.kill(pid, signal.SIGKILL)
         wait_until(ground, lambda tm: tm.name == "HOUSEKEEPING" and tm.values["safe_mode"])
         reports = ground.command("exit_safe_mode")
-        assert _stages(reports)[-1] == ("completion_success", "none"), _stages(reports)
+        assert _stages(reports)[-1] == ("COMPLETION_SUCCESS", "NONE"), _stages(reports)
         hk = wait_until(
             ground, lambda tm: tm.name == "HOUSEKEEPING" and not tm.values["safe_mode"]
         ).values
@@ -169,12 +169,12 @@ def test_an_uploaded_model_goes_live_and_a_corrupted_one_is_refused(board_factor
             mac=ground.file_mac(model),
             trial_frames=5,
         )
-        assert _stages(ground.follow(sent))[-1] == ("completion_failure", "bad_mac")
+        assert _stages(ground.follow(sent))[-1] == ("COMPLETION_FAILURE", "BAD_MAC")
         still = _partition(ground, lambda v: v["delivered"] > first["delivered"])
         assert still["model"] == first["model"] == "digits_cnn.flm"
 
         reports = ground.upload_model(model, "classifier", dest_name="good.flm", trial_frames=5)
-        assert _stages(reports)[-1] == ("completion_success", "none"), _stages(reports)
+        assert _stages(reports)[-1] == ("COMPLETION_SUCCESS", "NONE"), _stages(reports)
         live = _partition(ground, lambda v: v["model"] != "digits_cnn.flm")
         assert live["model"].startswith("classifier-") and live["model_crc"] == first["model_crc"]
         serving = _partition(ground, lambda v: v["delivered"] > live["delivered"])
@@ -194,7 +194,7 @@ def test_without_a_key_file_telemetry_flows_and_every_command_is_refused(board_f
     with GroundStation(board.url, good) as ground:
         hk = wait_until(ground, lambda tm: tm.name == "HOUSEKEEPING").values
         assert hk["active_spi"] == 0
-        assert _stages(ground.command("ping", token=1)) == [("acceptance_failure", "no_key")]
+        assert _stages(ground.command("ping", token=1)) == [("ACCEPTANCE_FAILURE", "NO_KEY")]
     link = board.stop()["link"]
     assert link["tc_rejected"] == {"NO_KEY": 1} and link["tc_accepted"] == 0
 
