@@ -92,7 +92,7 @@ def drain(service) -> None:
 
 
 def test_an_authentic_command_is_accepted_and_its_window_is_on_disk_before_it_runs(tmp_path):
-    service, transport, log, cds = make_service(tmp_path)
+    service, transport, _log, _cds = make_service(tmp_path)
     transport.inbox.append(command("ping", 5, token=9))
     accepted = service.poll()
     assert [c.name for c in accepted] == ["ping"] and accepted[0].args == {"token": 9}
@@ -202,7 +202,7 @@ def test_nothing_leaves_while_the_contact_is_closed(tmp_path):
 
 
 def test_pending_results_survive_a_restart(tmp_path):
-    service, transport, _, _ = make_service(tmp_path, contact="command")
+    service, _transport, _, _ = make_service(tmp_path, contact="command")
     output = np.ones(4, np.float32)
     service.result("p", 7, output, crc32c(output), True)
     service.close()
