@@ -1,0 +1,1 @@
+"""Ground side of the space link (never flown): peers built on independent implementations."""
