@@ -145,6 +145,6 @@ def file_pdus(
     while True:
         handler.state_machine()
         while (holder := handler.get_next_packet()) is not None:
-            pdus.append(bytes(holder.pack()))
+            pdus.append(bytes(holder.pdu.pack()))  # PduHolder.pack() warns (deprecated)
         if handler.state == CfdpState.IDLE:
             return pdus
