@@ -286,7 +286,7 @@ def _decode_metadata(header: PduHeader, reader: _Reader) -> Metadata:
     source_name = reader.lv()
     dest_name = reader.lv()
     options = []
-    while reader.remaining:
+    while reader.remaining > 0:
         options.append(reader.tlv())
     return Metadata(
         closure_requested=bool(flags & 0b0100_0000),
@@ -303,7 +303,7 @@ def _decode_eof(header: PduHeader, reader: _Reader) -> Eof:
     checksum = reader.uint(4)
     file_size = reader.uint(header.fss)
     fault_location = None
-    if reader.remaining:
+    if reader.remaining > 0:
         kind, fault_location = reader.tlv()
         if condition_code == 0 or kind != 0x06:  # entity ID TLV, only with an error condition
             raise _malformed(f"EOF PDU: unexpected TLV {kind:#04x} (condition {condition_code})")

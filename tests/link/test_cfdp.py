@@ -31,7 +31,7 @@ from spacepackets.cfdp.tlv import EntityIdTlv
 from spacepackets.util import ByteFieldGenerator
 
 from flight import events
-from flight.crc import crc32c
+from flight.crc import crc16_ccitt_false, crc32c
 from flight.errors import CfdpError
 from flight.link import cfdp
 from flight.link.codes import FailureCode
@@ -477,6 +477,8 @@ def test_a_failed_write_rejects_the_file(tmp_path):
         (lambda p: p + b"\0", "header says"),
         (lambda p: p[:-1], "header says"),
         (lambda p: p[:10] + b"\x0b" + p[11:], "unknown file directive"),
+        (lambda p: p[:1] + b"\0\0" + p[3:10], "without a directive code"),
+        (lambda p: bytes([p[0] | 0x02]) + b"\0\1" + p[3:11], "cannot hold a CRC"),
     ],
 )
 def test_malformed_pdus_raise_cfdp_error(tmp_path, mutate, match):
@@ -551,6 +553,42 @@ def _fuzz(pdus: list[bytes]) -> cfdp.CfdpReceiver:
 @pytest.mark.timeout(120)
 @given(st.lists(st.binary(max_size=80), max_size=20))
 def test_fuzz_random_bytes(pdus):
+    _fuzz(pdus)
+
+
+def _pdu(first: int, width: int, seq: bytes, dest: int, body: bytes) -> bytes:
+    """A PDU whose header is consistent (version, lengths, CRC), whatever its body."""
+    crc = first & 0x02
+    length = len(body) + (2 if crc else 0)
+    ids = GROUND.to_bytes(width, "big") + seq + dest.to_bytes(width, "big")
+    fourth = (width - 1) << 4 | (len(seq) - 1)
+    raw = bytes([first, length >> 8, length & 0xFF, fourth]) + ids + body
+    return raw + crc16_ccitt_false(raw).to_bytes(2, "big") if crc else raw
+
+
+@pytest.mark.timeout(120)
+@given(
+    st.lists(
+        st.builds(
+            _pdu,
+            st.one_of(
+                st.integers(0, 0x1F),  # any type, direction, mode, CRC and large-file flag
+                st.sampled_from([0x04, 0x05, 0x06, 0x07, 0x14, 0x15, 0x16, 0x17]),  # class 1
+            ).map(lambda flags: cfdp.CFDP_VERSION << 5 | flags),
+            st.sampled_from([1, 2, 8]),
+            st.binary(min_size=1, max_size=2),
+            st.sampled_from([BOARD, BOARD, BOARD, 9]),
+            st.one_of(
+                st.binary(max_size=40),
+                st.tuples(st.sampled_from([4, 5, 7, 8, 9, 12]), st.binary(max_size=40)).map(
+                    lambda code_rest: bytes([code_rest[0]]) + code_rest[1]
+                ),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_fuzz_valid_headers_with_random_bodies(pdus):
     _fuzz(pdus)
 
 
