@@ -396,6 +396,14 @@ class _Rejected(Exception):
 class CfdpReceiver:
     """Class 1 destination entity ``entity_id``: assembles files and stages them.
 
+    Decisions where the standard leaves room: File Data may precede its Metadata (bounded by
+    ``max_file_bytes`` until the size is known); the EOF is the end (no check-limit wait: data
+    still missing then rejects the file); the EOF size must equal the Metadata size; closure
+    requests get no Finished PDU (this receiver sends nothing); a class 2 Metadata PDU is
+    refused with FILE_REJECTED. Stray File Data and EOF of a recently closed transaction are
+    ignored ("closed"); a new Metadata PDU reopens its transaction ID (a ground that restarts
+    its sequence numbers can upload again).
+
     ``staged`` maps each destination name received whole to its file under ``staging_dir``
     (a later file of the same name replaces it). Counters: ``pdus`` handed to :meth:`handle`,
     ``pdus_accepted``, ``pdus_rejected`` by reason (their sum and ``pdus_accepted`` add up to
@@ -460,9 +468,7 @@ class CfdpReceiver:
             raise
         if reason is None:
             reason = self._dispatch(header, body)
-        elif (
-            reason == "class2" and not header.file_data and data[:1] == bytes([Directive.METADATA])
-        ):
+        elif reason == "class2" and not header.file_data and data[:1] == _METADATA_CODE:
             key = (header.source_entity, header.seq)
             self._file_rejected(key, b"", reason, "class 2 (acknowledged) transfers are refused")
         if reason is None:
