@@ -208,13 +208,11 @@ class LinkService:
         return accepted
 
     def _file_pdu(self, pdu: bytes) -> None:
-        before = len(self.cfdp.staged)
         try:
             self.cfdp.handle(pdu)
         except errors.CfdpError:
-            return  # counted (and reported as FILE_REJECTED where it ended a transfer)
-        if len(self.cfdp.staged) > before:
-            self.counters.files_received += 1
+            pass  # counted by the receiver (FILE_REJECTED where it ended a transfer)
+        self.counters.files_received = self.cfdp.files_received
 
     def _command(self, raw: bytes, tc: Any, refused: Counter) -> Command | None:
         request_id = int.from_bytes(raw[0:2], "big")
