@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from flight import __version__
+from flight.cli_link import add_link_parser
 from flight.environments import ENVIRONMENTS
 from flight.modes import MODES
 
@@ -209,6 +210,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         parts = ", ".join(f"{p.name} {p.redundancy}/{p.placement}" for p in mission.partitions)
         env = f", radiation {args.environment} x{args.accelerate:g}" if args.environment else ""
         print(f"flight run: mission {mission.name!r} ({parts}{env}): starting", flush=True)
+    url = args.link or mission.link.url
+    transport = None
+    if url:
+        from flight.link.transport import open_board_transport
+
+        transport = open_board_transport(url)
+        if not args.json:
+            print(f"flight run: link {url} (bound {transport.address})", flush=True)
+    tm_file = open(args.tm_file, "wb") if args.tm_file else None  # noqa: SIM115 (run-long)
     supervisor = Supervisor(
         mission,
         environment=args.environment,
@@ -217,6 +227,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cds_directory=args.state_dir,
         fresh_recovery=args.reset_recovery,
         compute_window_s=args.compute_window_ms / 1000.0,
+        link_transport=transport,
+        tm_file=tm_file,
     )
     frames = args.frames
     if frames is None and args.duration is None and not args.forever:
@@ -326,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="start with fresh restart budgets and full redundancy (ground "
         "command); by default the recovery state survives restarts",
     )
+    run.add_argument(
+        "--link",
+        metavar="URL",
+        help="the space link: udp://HOST:PORT, tcp://HOST:PORT or serial:///dev/ttyX?baud=N "
+        "(default: the mission's [link] url; none: no link)",
+    )
+    run.add_argument(
+        "--tm-file",
+        metavar="PATH",
+        help="also write every telemetry packet the run emits, back to back (hil link replay)",
+    )
     run.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     run.set_defaults(func=_cmd_run)
 
@@ -369,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = cache_sub.add_parser("build", help="precompile every kernel into DIR")
     build.add_argument("directory")
     build.set_defaults(func=_cmd_cache_build)
+    add_link_parser(sub)
     return parser
 
 

@@ -456,6 +456,7 @@ class Event:
     definition: EventDef
     time: float
     fields: dict[str, Any] = field(default_factory=dict)
+    count: int = 1  #: occurrences this entry stands for (a burst reported once)
 
     @property
     def id(self) -> int:
@@ -481,7 +482,7 @@ class EventLog:
 
     def emit(self, definition: EventDef, count: int = 1, **fields: Any) -> Event:
         """Record ``count`` occurrences of an event (one log entry)."""
-        event = Event(definition, self._clock(), fields)
+        event = Event(definition, self._clock(), fields, count)
         self._counts[definition.id] = self._counts.get(definition.id, 0) + count
         self._recent.append(event)
         for listener in self._listeners:

@@ -99,6 +99,26 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     anyway: a temporary directory would silently lose the boot and reset counts.
     :meth:`CdsConfig.ensure` creates the directory.
 
+``[link]`` (the space link: docs/link.md)
+    ``url`` [""] (str): the transport when ``flight run --link`` does not name one
+    (``udp://HOST:PORT``, ``tcp://HOST:PORT``, ``serial:///dev/ttyX?baud=N``); empty: no link.
+    ``key_file`` [""] (str): the telecommand keys (TOML, :mod:`flight.link.keys`), relative to
+    the mission file; never the keys themselves. Without one every telecommand is refused
+    (``NO_KEY``) and counted, and telemetry still flows.
+    ``housekeeping_frames`` [20] (int, 1 .. 100000): a housekeeping packet every N minor frames.
+    ``results`` [true] (bool): downlink every inference result (with its CRC-32C).
+    ``contact`` ["always"]: ``"always"`` | ``"command"`` (closed until an ``open_contact``
+    command) | ``"windows"`` (the ``[[link.window]]`` tables: ``start``, an ISO-8601 UTC time,
+    and ``duration_s``, 1 .. 86400).
+    ``downlink_bytes_per_frame`` [65536] (int, 64 .. 16 MiB): what may leave per minor frame
+    while the contact is open (the link's bandwidth).
+    ``store_urgent_bytes`` [65536], ``store_housekeeping_bytes`` [65536], ``store_bulk_bytes``
+    [1048576] (int, 1 KiB .. 256 MiB): the downlink store per priority class (verification
+    reports and events; housekeeping; results and dumps). Full: its oldest packets go first.
+    ``max_packets_per_frame`` [256] (int, 1 .. 100000): received items handled per frame; the
+    rest wait in the socket (a flood cannot take a frame's time).
+    ``upload_max_bytes`` [67108864] (int, 1 KiB .. 1 GiB): the largest file accepted over CFDP.
+
 The restart table (``restart_type``, ``max_restarts``, ``restart_period_s``, ``escalation``,
 ``in_safe_mode``, ``start_deadline_s`` and the whole ``[recovery]`` section) is validated by
 the recovery policy itself (:func:`flight.recovery.policy.policy_from_mission`, run at load, its
@@ -135,6 +155,8 @@ from flight.recovery.policy import policy_from_mission
 __all__ = [
     "DEFAULT_MISSION",
     "CdsConfig",
+    "ContactWindow",
+    "LinkConfig",
     "Mission",
     "PartitionConfig",
     "RecoveryConfig",
@@ -267,6 +289,32 @@ class CdsConfig:
 
 
 @dataclass(frozen=True)
+class ContactWindow:
+    """A scheduled contact: from ``start`` (Unix seconds, UTC) for ``duration_s``."""
+
+    start: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The space link (:mod:`flight.link`); ``url`` empty: no link unless ``--link`` names one."""
+
+    url: str = ""
+    key_file: Path | None = None
+    housekeeping_frames: int = 20
+    results: bool = True
+    contact: str = "always"
+    windows: tuple[ContactWindow, ...] = ()
+    downlink_bytes_per_frame: int = 65536
+    store_urgent_bytes: int = 65536
+    store_housekeeping_bytes: int = 65536
+    store_bulk_bytes: int = 1 << 20
+    max_packets_per_frame: int = 256
+    upload_max_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
 class Mission:
     """A validated mission. ``source`` names where it came from (file path or ``<string>``)."""
 
@@ -279,6 +327,7 @@ class Mission:
     scrub: ScrubConfig
     watchdog: WatchdogConfig
     cds: CdsConfig
+    link: LinkConfig = LinkConfig()
     source: str = "<string>"
 
     def partition(self, name: str) -> PartitionConfig:
@@ -465,7 +514,7 @@ class _Table:
 
 
 class _Parser:
-    SECTIONS = ("mission", "schedule", "partition", "recovery", "scrub", "watchdog", "cds")
+    SECTIONS = ("mission", "schedule", "partition", "recovery", "scrub", "watchdog", "cds", "link")
 
     def __init__(self, source: str, base_dir: Path | None, env: Mapping[str, str] | None):
         self.source, self.base_dir, self.env = source, base_dir, env
@@ -513,6 +562,7 @@ class _Parser:
         recovery = self.recovery(self.table(doc, "recovery"), schedule, partitions)
         scrub = self.scrub(self.table(doc, "scrub"), partitions)
         cds = self.cds(self.table(doc, "cds"), test_mode)
+        link = self.link(self.table(doc, "link"))
         result = Mission(
             name=name,
             seed=seed,
@@ -523,6 +573,7 @@ class _Parser:
             scrub=scrub,
             watchdog=watchdog,
             cds=cds,
+            link=link,
             source=self.source,
         )
         try:  # the restart table's one validator (flight.recovery.policy), at load
@@ -716,6 +767,68 @@ class _Parser:
                 "check a block"
             )
         return ScrubConfig(bytes_per_frame=budget, block_size=block)
+
+    def link(self, t: _Table) -> LinkConfig:
+        url = t.string("url", "")
+        if url and not re.fullmatch(
+            r"(udp|tcp)://[^/?#\s]+:\d+(\?\S*)?|serial(\+\w+)?://\S*|/dev/\S+", url
+        ):
+            raise t.error(
+                f"url {url!r} is not udp://HOST:PORT, tcp://HOST:PORT, "
+                "serial:///dev/... or /dev/..."
+            )
+        key_name = t.string("key_file", "")
+        key_file = None
+        if key_name:
+            key_file = Path(key_name).expanduser()
+            if not key_file.is_absolute() and self.base_dir is not None:
+                key_file = self.base_dir / key_file
+        mib = 1 << 20
+        config = LinkConfig(
+            url=url,
+            key_file=key_file,
+            housekeeping_frames=t.integer("housekeeping_frames", 1, 100_000, 20),
+            results=t.boolean("results", True),
+            contact=t.choice("contact", ("always", "command", "windows"), "always"),
+            windows=self.windows(t),
+            downlink_bytes_per_frame=t.integer("downlink_bytes_per_frame", 64, 16 * mib, 65536),
+            store_urgent_bytes=t.integer("store_urgent_bytes", 1024, 256 * mib, 65536),
+            store_housekeeping_bytes=t.integer("store_housekeeping_bytes", 1024, 256 * mib, 65536),
+            store_bulk_bytes=t.integer("store_bulk_bytes", 1024, 256 * mib, mib),
+            max_packets_per_frame=t.integer("max_packets_per_frame", 1, 100_000, 256),
+            upload_max_bytes=t.integer("upload_max_bytes", 1024, 1024 * mib, 64 * mib),
+        )
+        t.finish()
+        if config.contact == "windows" and not config.windows:
+            raise t.error('contact = "windows" needs at least one [[link.window]]')
+        if config.windows and config.contact != "windows":
+            raise t.error(f'[[link.window]] given, but contact = "{config.contact}"; say "windows"')
+        return config
+
+    def windows(self, t: _Table) -> tuple[ContactWindow, ...]:
+        import datetime
+
+        raw = t.data.get("window", [])
+        t.read.add("window")
+        if not isinstance(raw, list):
+            raise t.error("contact windows are an array of tables: write [[link.window]]")
+        result = []
+        for i, entry in enumerate(raw):
+            w = _Table(self.source, f"[[link.window]] #{i + 1}", entry)
+            start_text = w.string("start")
+            try:
+                start = datetime.datetime.fromisoformat(start_text)
+            except ValueError:
+                raise w.error(
+                    f"start {start_text!r} is not an ISO-8601 time like 2026-12-01T10:00:00Z"
+                ) from None
+            if start.tzinfo is None:
+                raise w.error(f"start {start_text!r} needs a time zone (Z for UTC)")
+            duration = w.number("duration_s", 86400.0, unit=" s")
+            w.finish()
+            result.append(ContactWindow(start.timestamp(), float(duration)))
+        result.sort(key=lambda c: c.start)
+        return tuple(result)
 
     def cds(self, t: _Table, test_mode: bool) -> CdsConfig:
         if "directory" not in t.data:

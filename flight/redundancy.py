@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from flight import errors
+from flight.crc import crc32c
 from flight.model.executor import Model
 from flight.modes import MODES, REPLICAS
 from flight.vote import PreparedVote, compare, prepare
@@ -37,6 +38,9 @@ class RedundantResult:
     split: bool = False  # TMR: fewer than two replicas computed the voted output whole
     mismatches: int = 0  # DWC: mismatching words on the first execution
     reexecuted: bool = False  # DWC: a mismatch triggered a second execution
+    #: CRC-32C of the delivered output's bytes, taken right at the decision: whoever passes the
+    #: output on (the link) checks it, so an upset between the vote and the downlink is caught
+    crc32c: int | None = None
 
 
 class RedundantRunner:
@@ -81,8 +85,21 @@ def decide(
 
     ``outputs`` are the replicas' fixed output buffers and ``vote`` a prepared TMR vote over
     them; ``reexecute()`` runs the replicas again into the same buffers (DWC) and returns
-    False if that failed. The returned output is a view of those buffers, None when withheld.
+    False if that failed. The returned output is a view of those buffers, None when withheld;
+    a delivered one carries the CRC-32C of its bytes.
     """
+    result = _decide(mode, outputs, vote, reexecute)
+    if result.delivered:
+        result.crc32c = crc32c(result.output)
+    return result
+
+
+def _decide(
+    mode: str,
+    outputs: list[np.ndarray],
+    vote: PreparedVote | None,
+    reexecute: Callable[[], bool],
+) -> RedundantResult:
     if mode == "none":
         return RedundantResult(outputs[0], True)
     if mode == "dwc":

@@ -73,6 +73,18 @@ class Scrubber:
     def regions(self) -> tuple[ProtectedRegion, ...]:
         return tuple(self._regions)
 
+    def replace_region(self, old: ProtectedRegion, new: ProtectedRegion) -> None:
+        """Scrub ``new`` in place of ``old`` (a model upload swapped a partition's weights),
+        keeping the counters; a cursor inside ``old`` starts again at ``new``'s first block."""
+        index = next(i for i, r in enumerate(self._regions) if r is old)
+        if new.name != old.name and new.name in self._verified_at:
+            raise errors.ConfigError(f"scrubber regions must have unique names: {new.name}")
+        self._regions[index] = new
+        del self._verified_at[old.name]
+        self._verified_at[new.name] = None
+        if self._region == index:
+            self._block = 0
+
     @property
     def total_bytes(self) -> int:
         """Budget needed for one full pass (every copy of every region)."""

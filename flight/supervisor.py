@@ -10,7 +10,10 @@ only compute. The supervisor's parts each have their own module:
 * :mod:`flight.health`: did its workers complete, hang or crash;
 * :mod:`flight.redundancy`: deliver, correct or withhold the replicas' outputs;
 * :mod:`flight.telemetry`: the counters and the housekeeping built from them;
-* :mod:`flight.testmode`: simulated radiation and the SDC oracle (test-mode missions only).
+* :mod:`flight.testmode`: simulated radiation and the SDC oracle (test-mode missions only);
+* :mod:`flight.link.service`: the space link (telemetry out, telecommands in), polled at the
+  start of each frame; :mod:`flight.commanding` carries out its commands at that boundary and
+  :mod:`flight.upload` checks, activates and, on a failed trial, rolls back uploaded models.
 
 Each minor frame the supervisor lets the simulated radiation act (test mode), runs the scrubber
 within its byte budget, and then, for every partition due in the frame: loads its next input,
@@ -35,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -46,7 +49,13 @@ from flight.modes import REPLICAS
 from flight.partition import PartitionProcess
 from flight.recovery import policy_from_mission
 from flight.redundancy import decide
-from flight.telemetry import CounterCommitter, FrameReport, PartitionStats, housekeeping
+from flight.telemetry import (
+    CounterCommitter,
+    FrameReport,
+    PartitionStats,
+    housekeeping,
+    partition_packet,
+)
 
 __all__ = ["FrameReport", "PartitionRuntime", "Supervisor", "policy_from_mission"]
 
@@ -71,6 +80,8 @@ class PartitionRuntime:
         self.disabled = False
         self.pending_restart_since: float | None = None
         self.stats = PartitionStats()
+        #: CRC-32C of the model file serving now (telemetry: which model is this?)
+        self.model_crc = 0
         self._vote_points_seen = (0, 0, 0)  # (corrected, no majority, unsafe): current worker
 
     def active_replicas(self) -> list[int]:
@@ -135,6 +146,8 @@ class Supervisor:
         fresh_recovery: bool = False,
         compute_window_s: float = 0.002,
         on_watchdog_expire: Callable[[float], object] | None = None,
+        link_transport: Any = None,
+        tm_file: BinaryIO | None = None,
     ) -> None:
         from flight import recovery
         from flight.cds import CriticalDataStore
@@ -184,7 +197,13 @@ class Supervisor:
         self.fsm, self.restored = self._recovery_state(
             recovery, policy_from_mission(mission), fresh_recovery
         )
+        previous = self.cds.record.reset_log
+        #: why the previous run ended (housekeeping: the last reset reason)
+        self.last_reset_reason = previous[-1].reason if previous else ""
         self.boot = self.cds.begin_boot("flight run")
+        #: partitions serving an uploaded model on trial (flight.upload.Trial)
+        self.trials: dict[str, Any] = {}
+        self.link = self._open_link(link_transport, tm_file)
         self._counters = CounterCommitter()
         self._inputs: deque[Any] = deque()
         self._handling = False
@@ -215,6 +234,29 @@ class Supervisor:
                 self.log.emit(events.RECOVERY_STATE_DISCARDED, reason=str(exc))
         return recovery.RecoveryFSM(policy, now=self.clock(), log=self.log), False
 
+    def _open_link(self, transport: Any, tm_file: BinaryIO | None) -> Any:
+        """The space link, when a transport or a telemetry file is given (the keys are read
+        now: a bad key file is a configuration error before anything runs)."""
+        if transport is None and tm_file is None:
+            return None
+        from flight.link.service import LinkService, NullTransport
+
+        keyring = None
+        if self.mission.link.key_file is not None:
+            from flight.link.keys import load_keys
+
+            keyring = load_keys(self.mission.link.key_file)
+        return LinkService(
+            self.mission.link,
+            transport if transport is not None else NullTransport(),
+            log=self.log,
+            cds=self.cds,
+            staging_dir=Path(self.cds_directory) / "uploads",
+            keyring=keyring,
+            test_mode=self.mission.test_mode,
+            tm_file=tm_file,
+        )
+
     def request_stop(self) -> None:
         """Finish the current frame and shut down (a signal handler calls this). During the
         cold start, which can take tens of seconds of kernel compilation, it interrupts the
@@ -234,10 +276,13 @@ class Supervisor:
         try:
             if self.stop_requested:
                 raise StartInterrupted
-            for spec in self.mission.partitions:
-                job = ModelJob(spec, self.mission.scrub.block_size)
+            from flight import upload
+
+            for mission_spec in self.mission.partitions:
+                spec, job = upload.load_job(self, mission_spec)
                 job.warm_up()
                 p = PartitionRuntime(spec, job)
+                p.model_crc = job.model_crc
                 # a restored machine may have degraded or disabled it
                 p.mode = self.fsm.mode(p.name)
                 p.disabled = self.fsm.state(p.name).value in ("disabled", "stopped")
@@ -259,7 +304,7 @@ class Supervisor:
         finally:
             self._loading = False
 
-    def _fds(self) -> list[int]:
+    def worker_fds(self) -> list[int]:
         return [fd for p in self.partitions for w in p.workers for fd in w.fds()]
 
     def start(self) -> None:
@@ -271,7 +316,7 @@ class Supervisor:
         if self._started or not self._loaded:
             return
         for p in self.partitions:
-            p.build_workers(self._fds)
+            p.build_workers(self.worker_fds)
             if p.disabled:  # restored disabled: stays down until a ground command enables it
                 continue
             for worker in p.workers:
@@ -290,6 +335,8 @@ class Supervisor:
         for p in self.partitions:
             for worker in p.workers:
                 worker.stop()
+        if self.link is not None:
+            self.link.close()  # a last drain in contact; pending results kept for next time
         if self.exit_code is None:  # a processor reset is already in the reset log
             if self.interrupted_start:
                 reason = "stop requested during start-up"
@@ -321,6 +368,7 @@ class Supervisor:
                     self._apply(action)
         finally:
             self._handling = False
+            self.safe_mode = self.fsm.system_state.value == "safe_mode"
             if self.exit_code is not None:
                 self._inputs.clear()
 
@@ -358,6 +406,10 @@ class Supervisor:
         elif isinstance(action, r.ProcessorReset):
             self.exit_code = int(action.exit_code)
             self.cds.log_reset(action.reason, None, "processor reset")
+        elif isinstance(action, r.RollBackModel):
+            from flight import upload
+
+            upload.roll_back(self, self.by_name[action.name], str(action.reason))
         else:  # an action kind this supervisor does not know: a bug
             raise RuntimeError(f"unhandled recovery action {action!r}")
         if not isinstance(action, r.DegradeRedundancy | r.ReverifyWeights):
@@ -373,7 +425,7 @@ class Supervisor:
         started = self.clock()
         for worker in p.workers:
             worker.kill()
-        p.build_workers(self._fds)
+        p.build_workers(self.worker_fds)
         for worker in p.workers:
             worker.start()
         ready = all(worker.wait_ready(timeout=p.spec.start_deadline_s) for worker in p.workers)
@@ -383,7 +435,7 @@ class Supervisor:
             r.PartitionStarted(p.name) if ready else r.StartFailed(p.name, "worker not ready")
         )
 
-    def _reload_unrepairable(self) -> None:
+    def reload_unrepairable(self) -> None:
         """Blocks the scrubber could not prove good are rewritten from the golden image (when
         its CRC checks out), so the replicas do not keep computing with them."""
         for p in self.partitions:
@@ -460,17 +512,26 @@ class Supervisor:
         if outcome is Outcome.CRASH:
             crash = health.describe_crash(p.workers)
             report.faults.append(f"{p.name}: crash ({crash.detail})")
-            self.feed(recovery.Crashed(p.name, exit_code=crash.exit_code, signal=crash.signal))
+            if p.name in self.trials:  # the uploaded model's fault: roll back, no budget
+                self.feed(recovery.ModelFailed(p.name, f"crash on trial ({crash.detail})"))
+            else:
+                self.feed(recovery.Crashed(p.name, exit_code=crash.exit_code, signal=crash.signal))
             return False
         if outcome is Outcome.HANG:
             report.faults.append(
                 f"{p.name}: hang (no heartbeat within {p.spec.heartbeat_timeout_ms:g} ms)"
             )
-            self.feed(recovery.HeartbeatMissed(p.name))
+            if p.name in self.trials:
+                self.feed(recovery.ModelFailed(p.name, "hang on trial"))
+            else:
+                self.feed(recovery.HeartbeatMissed(p.name))
             return False
 
         unsafe = p.collect_vote_points(self.log)
-        output, delivered, corrected = self._decide(p, unsafe)
+        output, delivered, corrected, crc = self._decide(p, unsafe)
+        if self.link is not None:
+            top1 = int(np.argmax(output)) if delivered else -1
+            delivered = self.link.result(p.name, p.sequence, output, crc, delivered, top1)
         if delivered:
             p.stats.delivered += 1
             report.delivered += 1
@@ -493,11 +554,15 @@ class Supervisor:
         if p.pending_restart_since is not None and delivered:
             p.stats.restart_seconds.append(self.clock() - p.pending_restart_since)
             p.pending_restart_since = None
+        if p.name in self.trials:
+            from flight import upload
+
+            upload.after_frame(self, p, delivered)
         return True
 
     def _decide(
         self, p: PartitionRuntime, unsafe_vote_point: bool
-    ) -> tuple[np.ndarray | None, bool, bool]:
+    ) -> tuple[np.ndarray | None, bool, bool, int | None]:
         """Vote / compare / take the active replicas' outputs (flight.redundancy.decide), and
         turn what the decision saw into counters, events and recovery inputs. An inference
         with an unsafe vote point is withheld whatever its output vote says."""
@@ -505,7 +570,7 @@ class Supervisor:
 
         if unsafe_vote_point:
             self.feed(recovery.VoteAlarm(p.name, replica=None, reason="unsafe vote point"))
-            return None, False, False
+            return None, False, False, None
 
         result = decide(
             p.mode,
@@ -530,13 +595,21 @@ class Supervisor:
             if not result.delivered:
                 self.feed(recovery.VoteAlarm(p.name, replica=None, reason="DWC mismatch"))
         corrected = result.corrected > 0 or (result.reexecuted and result.delivered)
-        return result.output, result.delivered, corrected
+        return result.output, result.delivered, corrected, result.crc32c
 
     def step(self) -> FrameReport:
         """Run one minor frame."""
         if not self._started:
             self.start()
         from flight import recovery
+
+        if self.link is not None:  # commands are carried out at the frame boundary
+            from flight import commanding
+
+            for command in self.link.poll():
+                commanding.execute(self, self.link, command)
+                if self.exit_code is not None:
+                    break
 
         schedule = self.mission.schedule
         report = FrameReport(self.frame)
@@ -547,7 +620,7 @@ class Supervisor:
         scrub = self.scrubber.step(self.mission.scrub.bytes_per_frame)
         if scrub.errors_found:  # radiation evidence: tells an upset storm from a failing replica
             self.feed(recovery.MemoryUpsets(scrub.errors_found))
-        self._reload_unrepairable()
+        self.reload_unrepairable()
         activation_upsets = self.test_mode.compute(exposure) if self.test_mode is not None else {}
         self.feed(recovery.Tick())
         progress: dict[str, bool] = {}
@@ -558,6 +631,8 @@ class Supervisor:
                 continue
             progress[p.name] = self._run_partition(p, report, activation_upsets.get(p.name, 0))
         self.watchdog.stroke(progress)
+        if self.link is not None:
+            self.link.frame_end(self.frame, self.summary, self.partition_telemetry)
         if (self.frame + 1) % schedule.minor_frames_per_major == 0:
             self._commit()
         self.frame += 1
@@ -570,6 +645,8 @@ class Supervisor:
         self.cds.set_state("recovery_policy", self._policy_id)
         self.cds.set_state("scrub_cursor", self.scrubber.counters.passes_completed)
         self.cds.commit()
+        if self.link is not None:
+            self.link.save()
 
     # --- the run loop -------------------------------------------------------------------------
     def run(
@@ -610,6 +687,10 @@ class Supervisor:
     def summary(self, brief: bool = False) -> dict[str, Any]:
         """Housekeeping (:func:`flight.telemetry.housekeeping`)."""
         return housekeeping(self, brief)
+
+    def partition_telemetry(self) -> list[dict[str, Any]]:
+        """The PARTITION packets' values (:func:`flight.telemetry.partition_packet`)."""
+        return [partition_packet(p, self.fsm) for p in self.partitions]
 
 
 def _policy_fingerprint(policy: Any) -> str:

@@ -14,7 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CounterCommitter", "FrameReport", "PartitionStats", "housekeeping"]
+__all__ = [
+    "CounterCommitter",
+    "FrameReport",
+    "PartitionStats",
+    "housekeeping",
+    "partition_packet",
+]
 
 
 @dataclass
@@ -97,12 +103,15 @@ def housekeeping(supervisor: Any, brief: bool = False) -> dict[str, Any]:
             "scrub_passes": scrub.passes_completed,
             "watchdog": supervisor.watchdog.counters(),
             "boot_count": supervisor.boot,
+            "last_reset_reason": supervisor.last_reset_reason,
             "recovery_state_restored": supervisor.restored,
             "cds_directory": supervisor.cds_directory,
             "weights_reverified": supervisor.reverified,
             "partitions": {p.name: _partition(p) for p in parts},
             "events": supervisor.log.counts(),
             "interrupted_start": supervisor.interrupted_start,
+            "models_on_trial": sorted(supervisor.trials),
+            "link": supervisor.link.summary() if supervisor.link is not None else None,
         }
     )
     return result
@@ -125,6 +134,27 @@ def _partition(p: Any) -> dict[str, Any]:
         "vote_point_unsafe": s.vote_point_unsafe,
         "deadline_misses": s.deadline_misses,
         "restart_seconds": [round(t, 4) for t in s.restart_seconds],
+    }
+
+
+def partition_packet(p: Any, fsm: Any) -> dict[str, Any]:
+    """One partition's PARTITION telemetry packet (flight.link.catalog), as values."""
+    s = p.stats
+    lost = [int(n) & 0xFFFFFFFF for n in s.lost]
+    return {
+        "partition": p.name,
+        "mode": p.mode,
+        "state": str(fsm.state(p.name).value),
+        "disabled": bool(p.disabled),
+        "delivered": s.delivered & 0xFFFFFFFF,
+        "withheld": s.withheld & 0xFFFFFFFF,
+        "restarts": sum(s.restarts.values()) & 0xFFFFFFFF,
+        "replica_restarts": s.replica_restarts & 0xFFFFFFFF,
+        "lost_0": lost[0],
+        "lost_1": lost[1],
+        "lost_2": lost[2],
+        "model": p.spec.model_path.name if p.spec.model_path is not None else "",
+        "model_crc": p.model_crc,
     }
 
 

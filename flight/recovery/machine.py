@@ -18,7 +18,11 @@ The model is the Erlang/OTP supervisor's, adapted to a flight computer:
   and finally a processor reset, which the supervisor carries out by exiting with an
   :class:`ExitCode` so that the init system starts it again;
 * supervisor-wide backstops: a restart intensity over all partitions (a common-mode fault) and a
-  budget of safe-mode entries, each ending in a processor reset.
+  budget of safe-mode entries, each ending in a processor reset;
+* ground commands (:class:`Enable`, :class:`ExitSafeMode`, :class:`SetRedundancy`,
+  :class:`RestartCommanded`, :class:`DisableCommanded`) and model rollbacks
+  (:class:`ModelFailed`) act at once and spend no restart budget; :meth:`RecoveryFSM.can` tells
+  the link beforehand whether a command applies (a :class:`Refusal` if not).
 
 Faults are data, bugs raise: a crash report for a partition that is already being restarted is
 counted and otherwise ignored (it is the killed process's own exit), while an input naming an
@@ -32,15 +36,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from flight import errors, events
 from flight.modes import MODES, REPLICAS
 from flight.recovery import snapshot
 from flight.recovery.messages import (
     Action,
+    Command,
     Crashed,
     DegradeRedundancy,
+    DisableCommanded,
     DisablePartition,
     Enable,
     EnterSafeMode,
@@ -51,15 +57,20 @@ from flight.recovery.messages import (
     Input,
     KillPartition,
     MemoryUpsets,
+    ModelFailed,
     PartitionStarted,
     PartitionState,
     ProcessorReset,
     Reason,
+    Refusal,
+    RestartCommanded,
     RestartCompleted,
     RestartPartition,
     RestartReplica,
     RestartType,
     ReverifyWeights,
+    RollBackModel,
+    SetRedundancy,
     StartFailed,
     Step,
     Strategy,
@@ -82,6 +93,17 @@ class RecoveryError(errors.FlightError, ValueError):
 
 
 _RUNNING = frozenset({PartitionState.STARTING, PartitionState.NOMINAL, PartitionState.DEGRADED})
+_COMMANDS = frozenset(get_args(Command))
+_UP = frozenset({PartitionState.NOMINAL, PartitionState.DEGRADED})
+_COMING_UP = frozenset({PartitionState.STARTING, PartitionState.RESTARTING})
+# Per partition command: (the states it applies in, the states it is refused in as BUSY); every
+# other state refuses it as NOT_ALLOWED. One table, read by RecoveryFSM.can and .handle alike.
+_COMMAND_STATES: Mapping[type, tuple[frozenset[PartitionState], frozenset[PartitionState]]] = {
+    Enable: (frozenset({PartitionState.DISABLED, PartitionState.STOPPED}), frozenset()),
+    SetRedundancy: (_UP, _COMING_UP),
+    RestartCommanded: (_UP, _COMING_UP),
+    DisableCommanded: (_RUNNING | _COMING_UP | {PartitionState.SUSPENDED}, frozenset()),
+}
 _UPSET_BUCKETS = 64  # memory-upset reports are summed in buckets of vote_period / 64
 
 
@@ -94,9 +116,9 @@ class PartitionStatus:
     mode: str
     next_step: Step  #: the ladder step the next intensity excess takes
     restarts: Mapping[str, int]  #: by :class:`Reason`
-    failures: Mapping[str, int]  #: by cause (hang, crash, exit, vote, start_failed)
+    failures: Mapping[str, int]  #: by cause (hang, crash, exit, vote, start_failed, model_failed)
     escalations: int
-    stale: int  #: reports ignored because the partition was not running
+    stale: int  #: reports ignored because the partition was not running, commands refused
     vote_alarms: int
     reverifies: int
     replica_restarts: int
@@ -191,6 +213,43 @@ class RecoveryFSM:
         self._upsets = [(t, n) for t, n in self._upsets if t > cutoff]
         return sum(n for _, n in self._upsets)
 
+    def can(self, command: Command) -> Refusal | None:
+        """Whether ``command`` applies now: ``None``, or why it would be refused.
+
+        A pure query (it changes nothing and needs no time), for the link to ask before it
+        executes a ground command and to report a refusal as a verification failure
+        (``FailureCode[refusal.name]``). :meth:`handle` follows the same rules: a command
+        refused as NOT_ALLOWED or BUSY is counted, logged and orders nothing, while one that
+        would be refused as INVALID_ARGUMENT (an unknown partition, a mode the partition cannot
+        run) raises :class:`RecoveryError` there: the caller should have asked.
+        """
+        if type(command) not in _COMMANDS:
+            raise RecoveryError(f"not a recovery command: {command!r}")
+        if hasattr(command, "name") and not (
+            isinstance(command.name, str) and command.name in self._parts
+        ):
+            return Refusal.INVALID_ARGUMENT
+        if isinstance(command, SetRedundancy) and not self._mode_allowed(command):
+            return Refusal.INVALID_ARGUMENT
+        return self._refusal(command)
+
+    def _refusal(self, command: Command) -> Refusal | None:
+        """The refusal that depends on the state (arguments already checked)."""
+        if self._system is SystemState.RESET:
+            return Refusal.NOT_ALLOWED
+        if isinstance(command, ExitSafeMode):
+            return None if self._system is SystemState.SAFE_MODE else Refusal.NOT_ALLOWED
+        applies, busy = _COMMAND_STATES[type(command)]
+        state = self._parts[command.name].state
+        if state in applies:
+            return None
+        return Refusal.BUSY if state in busy else Refusal.NOT_ALLOWED
+
+    def _mode_allowed(self, command: SetRedundancy) -> bool:
+        return (
+            isinstance(command.mode, str) and command.mode in self._parts[command.name].policy.modes
+        )
+
     def counters(self) -> dict[str, dict[str, Any]]:
         """Per-partition counters, JSON-able (housekeeping telemetry)."""
         result = {}
@@ -221,11 +280,17 @@ class RecoveryFSM:
         self._check_time(now)
         if now < self._now:
             raise RecoveryError(f"the clock went backwards: {now} after {self._now}")
-        name = getattr(event, "name", None)
-        if name is not None:
-            self._part(name)
+        if hasattr(event, "name"):
+            self._part(event.name)
         if isinstance(event, VoteAlarm):
             self._check_replica(event)
+        if isinstance(event, SetRedundancy) and not self._mode_allowed(event):
+            raise RecoveryError(
+                f"partition {event.name!r} cannot run mode {event.mode!r} "
+                f"(it can run {list(self._parts[event.name].policy.modes)})"
+            )
+        if isinstance(event, ModelFailed) and not isinstance(event.reason, str):
+            raise RecoveryError(f"model failure reason must be a str, not {event.reason!r}")
         if isinstance(event, MemoryUpsets) and (
             not isinstance(event.count, int) or isinstance(event.count, bool) or event.count < 0
         ):
@@ -364,8 +429,7 @@ class RecoveryFSM:
 
     def _on_enable(self, event: Enable) -> None:
         p = self._parts[event.name]
-        if p.state not in (PartitionState.DISABLED, PartitionState.STOPPED):
-            self._ignore(p, event)
+        if self._refused(p, event):
             return
         self._emit(events.PARTITION_ENABLED, p)
         p.window.clear()
@@ -375,7 +439,7 @@ class RecoveryFSM:
             self._start(p, Reason.ENABLED, p.policy.name)
 
     def _on_exit_safe_mode(self, event: ExitSafeMode) -> None:
-        if self._system is not SystemState.SAFE_MODE:
+        if self._refusal(event) is not None:
             self._stale += 1
             return
         self._system = SystemState.NOMINAL
@@ -383,6 +447,46 @@ class RecoveryFSM:
         for p in self._order:
             if p.state is PartitionState.SUSPENDED:
                 self._start(p, Reason.RESUMED, p.policy.name)
+
+    def _on_set_redundancy(self, event: SetRedundancy) -> None:
+        p = self._parts[event.name]
+        if self._refused(p, event):
+            return
+        if event.mode != p.mode:
+            p.votes.clear()  # replica numbering changes with the mode
+            p.mode = event.mode
+        # Ladder position and restart window are kept: the next failure escalates as it would
+        # have, and a partition past its 'degrade' step does not get it back by command.
+        self._start(p, Reason.COMMANDED, p.policy.name)
+
+    def _on_restart_commanded(self, event: RestartCommanded) -> None:
+        p = self._parts[event.name]
+        if not self._refused(p, event):
+            self._start(p, Reason.COMMANDED, p.policy.name)  # no window, no supervisor budget
+
+    def _on_disable_commanded(self, event: DisableCommanded) -> None:
+        p = self._parts[event.name]
+        if self._refused(p, event):
+            return
+        name = p.policy.name
+        if p.state is not PartitionState.SUSPENDED:  # a suspended partition has no process
+            self._out.append(KillPartition(name, Reason.COMMANDED, name))
+        self._out.append(DisablePartition(name, Reason.COMMANDED))
+        p.state = PartitionState.DISABLED
+        self._emit(events.PARTITION_DISABLED, p, cause=Reason.COMMANDED.value)
+
+    def _on_model_failed(self, event: ModelFailed) -> None:
+        p = self._parts[event.name]
+        name = p.policy.name
+        cause = Reason.MODEL_FAILED.value
+        p.failures[cause] = p.failures.get(cause, 0) + 1
+        self._out.append(RollBackModel(name, event.reason))
+        self._emit(events.MODEL_ROLLED_BACK, p, reason=event.reason)
+        # The previous model served before the upload: restarting with it is the remedy, not a
+        # fault of the partition, so no window or supervisor budget is used. A partition that
+        # is not running takes the previous model when it is started again.
+        if p.state in _RUNNING or p.state is PartitionState.RESTARTING:
+            self._start(p, Reason.MODEL_FAILED, name)
 
     _HANDLERS: ClassVar[Mapping[type, Any]] = {
         PartitionStarted: _on_started,
@@ -396,6 +500,10 @@ class RecoveryFSM:
         MemoryUpsets: _on_memory_upsets,
         Enable: _on_enable,
         ExitSafeMode: _on_exit_safe_mode,
+        SetRedundancy: _on_set_redundancy,
+        RestartCommanded: _on_restart_commanded,
+        DisableCommanded: _on_disable_commanded,
+        ModelFailed: _on_model_failed,
     }
 
     # --- decisions ----------------------------------------------------------------------------
@@ -538,9 +646,24 @@ class RecoveryFSM:
         raise _Reset(ProcessorReset(reason, code))
 
     # --- helpers ------------------------------------------------------------------------------
-    def _ignore(self, p: PartitionRecord, event: Input) -> None:
+    def _ignore(self, p: PartitionRecord, event: Input, **fields: Any) -> None:
         p.stale += 1
-        self._emit(events.RECOVERY_STALE_EVENT, p, input=type(event).__name__, state=p.state.value)
+        self._emit(
+            events.RECOVERY_STALE_EVENT,
+            p,
+            input=type(event).__name__,
+            state=p.state.value,
+            **fields,
+        )
+
+    def _refused(self, p: PartitionRecord, command: Command) -> bool:
+        """True if ``command`` does not apply to ``p`` now; then counted and logged as stale
+        (with ``refused``: the :class:`Refusal` value that :meth:`can` reports)."""
+        refusal = self._refusal(command)
+        if refusal is None:
+            return False
+        self._ignore(p, command, refused=refusal.value)
+        return True
 
     def _emit(self, definition: events.EventDef, p: PartitionRecord | None, **fields: Any) -> None:
         if self.log is not None:

@@ -12,8 +12,10 @@ from enum import IntEnum, StrEnum
 
 __all__ = [
     "Action",
+    "Command",
     "Crashed",
     "DegradeRedundancy",
+    "DisableCommanded",
     "DisablePartition",
     "Enable",
     "EnterSafeMode",
@@ -24,15 +26,20 @@ __all__ = [
     "Input",
     "KillPartition",
     "MemoryUpsets",
+    "ModelFailed",
     "PartitionStarted",
     "PartitionState",
     "ProcessorReset",
     "Reason",
+    "Refusal",
+    "RestartCommanded",
     "RestartCompleted",
     "RestartPartition",
     "RestartReplica",
     "RestartType",
     "ReverifyWeights",
+    "RollBackModel",
+    "SetRedundancy",
     "StartFailed",
     "Step",
     "Strategy",
@@ -87,7 +94,7 @@ class PartitionState(StrEnum):
     NOMINAL = "nominal"  #: up, with its configured redundancy
     DEGRADED = "degraded"  #: up, with less redundancy than configured
     RESTARTING = "restarting"  #: restart ordered; the old process may still be dying
-    DISABLED = "disabled"  #: stopped by escalation; not restarted until commanded
+    DISABLED = "disabled"  #: stopped by escalation or command; not restarted until enabled
     STOPPED = "stopped"  #: ended by design (temporary, or transient after a normal exit)
     SUSPENDED = "suspended"  #: stopped for safe mode; restarted when safe mode is left
 
@@ -111,6 +118,23 @@ class Reason(StrEnum):
     SAFE_MODE = "safe_mode"  #: stopped on entering safe mode
     ENABLED = "enabled"  #: started again by an :class:`Enable` command
     RESUMED = "resumed"  #: started again when safe mode was left
+    #: restarted or disabled by a ground command (:class:`RestartCommanded`,
+    #: :class:`SetRedundancy`, :class:`DisableCommanded`)
+    COMMANDED = "commanded"
+    #: restarted with the previous model after an uploaded one failed (:class:`ModelFailed`)
+    MODEL_FAILED = "model_failed"
+
+
+class Refusal(StrEnum):
+    """Why the machine refuses a command (:meth:`RecoveryFSM.can`).
+
+    The members share their names with the link's ``FailureCode`` members, so the link reports
+    a refusal as ``FailureCode[refusal.name]`` without this package importing the link.
+    """
+
+    INVALID_ARGUMENT = "invalid_argument"  #: unknown partition, or a mode it cannot run
+    NOT_ALLOWED = "not_allowed"  #: not in this state (disabled, stopped, suspended, reset, ...)
+    BUSY = "busy"  #: a (re)start of the partition is in progress; try again later
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -201,6 +225,45 @@ class ExitSafeMode:
     """Command: leave safe mode and start the partitions suspended for it."""
 
 
+@dataclass(frozen=True)
+class SetRedundancy:
+    """Command: run the partition with redundancy ``mode`` from now on (restarts it).
+
+    ``mode`` may be the partition's configured mode or any lower one (no more replicas than
+    it has weight copies): :attr:`PartitionPolicy.modes`. The mode is kept across supervisor
+    restarts, and the ladder degrades from it as from any mode.
+    """
+
+    name: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class RestartCommanded:
+    """Command: restart a running partition now (not counted against any restart intensity)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DisableCommanded:
+    """Command: stop the partition until an :class:`Enable` command."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ModelFailed:
+    """An uploaded model failed to load, or its trial frames failed: go back to the previous
+    model. A report from the model upload, not a ground command (never refused)."""
+
+    name: str
+    reason: str = ""
+
+
+#: The ground commands the machine takes; :meth:`RecoveryFSM.can` says whether one applies.
+Command = Enable | ExitSafeMode | SetRedundancy | RestartCommanded | DisableCommanded
+
 Input = (
     PartitionStarted
     | RestartCompleted
@@ -213,6 +276,10 @@ Input = (
     | Tick
     | Enable
     | ExitSafeMode
+    | SetRedundancy
+    | RestartCommanded
+    | DisableCommanded
+    | ModelFailed
 )
 
 
@@ -271,6 +338,17 @@ class DisablePartition:
 
 
 @dataclass(frozen=True)
+class RollBackModel:
+    """Put the partition's previous model back in place of the uploaded one that failed. The
+    restart that loads it follows as a separate :class:`RestartPartition` (unless the
+    partition is disabled, stopped or suspended: it then starts with the previous model when
+    it is started again)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class EnterSafeMode:
     """Enter safe mode (partitions not marked ``in_safe_mode`` are killed separately)."""
 
@@ -292,6 +370,7 @@ Action = (
     | RestartReplica
     | ReverifyWeights
     | DisablePartition
+    | RollBackModel
     | EnterSafeMode
     | ProcessorReset
 )

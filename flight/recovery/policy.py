@@ -184,14 +184,24 @@ class PartitionPolicy:
             f"({key('redundancy')} 'none') can do nothing",
         )
 
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The redundancy modes the partition can run: its configured one and every lower one.
+
+        The partition holds as many weight copies as its configured mode has replicas, so no
+        mode with more replicas can run. The ladder degrades within these, a
+        ``SetRedundancy`` command may choose any of them, and a snapshot may hold only these.
+        """
+        return MODES[MODES.index(self.redundancy) :]
+
 
 def worst_case_restarts(policy: PartitionPolicy) -> int:
     """Restarts a crash-looping partition can order before its ladder stops it.
 
     A fast crash loop puts all of them inside any supervisor-wide window, so this is what the
     supervisor's own restart intensity must allow for the ladder to play out. Commanded
-    restarts (``Enable``) are not counted, so each stretch between two 'disable' steps is
-    a separate run.
+    restarts (``Enable``, ``ExitSafeMode``, ``SetRedundancy``, ``RestartCommanded``) and model
+    rollbacks are not counted, so each stretch between two 'disable' steps is a separate run.
     """
     if policy.restart is RestartType.TEMPORARY:
         return 0

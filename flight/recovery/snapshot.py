@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flight import errors, events
-from flight.modes import MODES
 from flight.recovery.messages import PartitionState, Reason, SystemState
 from flight.recovery.policy import SupervisorPolicy, _config
 from flight.recovery.state import VoteTrack
@@ -124,7 +123,7 @@ def _restore(
         p = fsm._parts[name]
         mode = saved_part["mode"]
         _config(
-            mode in MODES and MODES.index(mode) >= MODES.index(p.policy.redundancy),
+            mode in p.policy.modes,
             f"recovery snapshot: partition {name!r} mode {mode!r} is not reachable from "
             f"its policy's {p.policy.redundancy!r}",
         )
