@@ -10,7 +10,8 @@ URLs (docs/link.md):
 - ``udp://HOST:PORT[?tm=HOST:PORT]``: the board binds HOST:PORT for telecommands and sends
   telemetry to HOST:PORT+1 (or to ``tm``); the ground sends to PORT and binds PORT+1 (or ``tm``).
 - ``tcp://HOST:PORT``: the board listens and serves any number of ground clients (TM to every
-  one); the ground connects. Packets travel back to back, cut by their length field.
+  one); the ground connects. Packets travel back to back, cut by their length field
+  (:class:`flight.link.packet.StreamDecoder`).
 - ``serial:///dev/ttyX?baud=115200``, a bare ``/dev/...`` path, or ``serial+URL`` for any
   pyserial URL (``serial+loop://``): one COBS frame per packet (:mod:`flight.link.framing`).
 
@@ -33,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flight.errors import ConfigError
 from flight.link.framing import CobsDeframer, import_serial_extra
+from flight.link.packet import StreamDecoder
 
 __all__ = [
     "COUNTERS",
@@ -314,50 +316,6 @@ def _enable_overflow_count(sock: socket.socket) -> int:
 
 # --- TCP --------------------------------------------------------------------------------------
 
-_MAX_PACKET_BYTES = 6 + 65536
-# bytes -> 0 if the byte can start a space packet (version bits 000), else 1
-_NOT_A_START = bytes(0 if b < 0x20 else 1 for b in range(256))
-
-
-class _StreamCutter:
-    """Cuts a TCP byte stream into space packets by their length field (7 + u16 at bytes 4-5).
-
-    A byte that cannot start a packet (version bits != 0) is dropped and counted in
-    ``skipped_bytes``; whatever else the cut bytes hold is for the packet decoder to judge.
-    Holds at most one partial packet plus the last chunk fed.
-    (Stands in for ``flight.link.packet.StreamDecoder``, not yet on main when this was written.)
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self.skipped_bytes = 0
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buffer = self._buffer
-        buffer += chunk
-        packets: list[bytes] = []
-        pos = 0
-        while pos < len(buffer):
-            if buffer[pos] >= 0x20:
-                start = buffer.translate(_NOT_A_START).find(0, pos)
-                start = len(buffer) if start < 0 else start
-                self.skipped_bytes += start - pos
-                pos = start
-                continue
-            if len(buffer) - pos < 6:
-                break
-            total = 7 + int.from_bytes(buffer[pos + 4 : pos + 6], "big")
-            if len(buffer) - pos < total:
-                break
-            packets.append(bytes(buffer[pos : pos + total]))
-            pos += total
-        del buffer[:pos]
-        return packets
-
 
 class _Connection:
     """One TCP peer: its socket, the packets cut from what it sent, and a bounded queue of
@@ -367,7 +325,7 @@ class _Connection:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
-        self.cutter = _StreamCutter()
+        self.decoder = StreamDecoder()
         self.incoming: deque[bytes] = deque()
         self.outgoing = bytearray()
         self.out_limit = out_limit
@@ -413,9 +371,9 @@ class _StreamTransport(Transport):
             if data == b"":
                 return False
             if data:
-                skipped = conn.cutter.skipped_bytes
-                conn.incoming.extend(conn.cutter.feed(data))
-                self._counts["framing_errors"] += conn.cutter.skipped_bytes - skipped
+                skipped = conn.decoder.skipped_bytes
+                conn.incoming.extend(conn.decoder.feed(data))
+                self._counts["framing_errors"] += conn.decoder.skipped_bytes - skipped
         while conn.incoming and len(items) < max_items:
             self._received(items, conn.incoming.popleft())
         return True
@@ -428,7 +386,7 @@ class _StreamTransport(Transport):
         return True
 
     def _drop(self, conn: _Connection) -> None:
-        if conn.cutter.buffered:
+        if conn.decoder.pending:
             self._counts["framing_errors"] += 1  # a packet cut short by the disconnect
         self._counts["disconnects"] += 1
         conn.sock.close()

@@ -29,7 +29,6 @@ from flight.link.transport import (
     GroundTransport,
     TcpServerTransport,
     Transport,
-    _StreamCutter,
     open_board_transport,
     open_ground_transport,
     parse_url,
@@ -425,32 +424,6 @@ def test_tcp_clients_beyond_the_limit_are_refused() -> None:
             poll_until(board, lambda: board.counters()["refused"] == 1)
             assert board.counters()["accepted"] == 1
             assert board.counters()["refused"] == 1
-
-
-@given(
-    packets=st.lists(st.binary(max_size=300), max_size=8),
-    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=10),
-)
-def test_stream_cutter_rebuilds_packets_from_any_chunking(packets, cuts) -> None:
-    sent = [packet(seq=i, payload=p) for i, p in enumerate(packets)]
-    stream = b"".join(sent)
-    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
-    cutter = _StreamCutter()
-    got = []
-    for start, end in itertools.pairwise(bounds):
-        got += cutter.feed(stream[start:end])
-    assert got == sent
-    assert cutter.skipped_bytes == 0
-    assert cutter.buffered == 0
-
-
-@given(st.binary(max_size=2000))
-def test_stream_cutter_on_garbage_never_raises_and_holds_at_most_a_packet(garbage) -> None:
-    cutter = _StreamCutter()
-    got = cutter.feed(garbage)
-    assert sum(map(len, got)) + cutter.skipped_bytes + cutter.buffered == len(garbage)
-    assert cutter.buffered <= 6 + 65536
-    assert all(p[0] < 0x20 and len(p) == 7 + int.from_bytes(p[4:6], "big") for p in got)
 
 
 # --- serial -----------------------------------------------------------------------------------
