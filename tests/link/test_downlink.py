@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flight import errors, events
+from flight.crc import crc32c
 from flight.link.downlink import DownlinkStore, Priority
 
 U, H, B = Priority.URGENT, Priority.HOUSEKEEPING, Priority.BULK
@@ -58,10 +59,11 @@ def test_drain_stays_within_its_byte_budget_and_sends_whole_packets():
 def test_a_waiting_higher_class_packet_is_not_overtaken_by_a_lower_class_one():
     store, _ = _store()
     store.put(U, _packet("u", 100))
+    store.put(U, _packet("v", 20))
     store.put(B, _packet("b", 10))
     assert store.head_bytes == 100
     assert store.drain(50) == []  # the BULK packet would fit, but URGENT waits first
-    assert [p[:1] for p in store.drain(110)] == [b"u", b"b"]
+    assert [p[:1] for p in store.drain(130)] == [b"u", b"v", b"b"]
     assert store.head_bytes == 0
 
 
@@ -126,13 +128,20 @@ def test_an_event_listener_that_puts_the_event_back_cannot_recurse_or_loop():
     log = events.EventLog()
     store, _ = _store(urgent=50, housekeeping=100, bulk=20, log=log)
     seen = []
+    depth = [0]
 
     def to_packet(event: events.Event) -> None:
         # What the link service does: every event becomes an URGENT packet.
         seen.append(event.fields.get("priority"))
+        assert len(seen) < 10, "the store keeps announcing: a loop"  # fail, don't hang
+        assert depth[0] == 0, "an event emitted from inside the listener: recursion"
         for p in Priority:  # the store is consistent when the listener runs
             assert store.queued_bytes[p] <= store.capacity_bytes[p]
-        store.put(U, _packet(f"ev{len(seen)}", 20))
+        depth[0] += 1
+        try:
+            store.put(U, _packet(f"ev{len(seen)}", 20))
+        finally:
+            depth[0] -= 1
 
     log.subscribe(to_packet)
     store.put(U, _packet("u0", 20))
@@ -147,7 +156,14 @@ def test_an_event_listener_that_puts_the_event_back_cannot_recurse_or_loop():
     # A listener whose packet is always refused (larger than URGENT) ends as well.
     log2 = events.EventLog()
     store2, _ = _store(urgent=10, bulk=10, log=log2)
-    log2.subscribe(lambda event: store2.put(U, _packet("too big for URGENT", 40)))
+    calls = []
+
+    def refused_packet(event: events.Event) -> None:
+        calls.append(event)
+        assert len(calls) < 10, "the store keeps announcing: a loop"
+        store2.put(U, _packet("too big for URGENT", 40))
+
+    log2.subscribe(refused_packet)
     store2.put(B, _packet("b", 11))
     assert [e.fields["priority"] for e in _drops(log2)] == ["BULK", "URGENT"]
     assert store2.refused == {U: 2, H: 0, B: 1}  # the listener ran twice, refused twice
@@ -180,7 +196,11 @@ def test_bad_arguments_are_bugs_and_raise():
         store.put(7, b"x")
     with pytest.raises(ValueError):
         store.drain(-1)
-    assert store.put(H, bytearray(b"abc")) and store.drain(BIG) == [b"abc"]
+    buffer = bytearray(b"abc")
+    assert store.put(H, buffer)
+    buffer[0] = ord("X")  # the caller reuses its buffer: the queued packet must not change
+    (packet,) = store.drain(BIG)
+    assert type(packet) is bytes and packet == b"abc"
 
 
 # --- surviving a restart -------------------------------------------------------------------------
@@ -232,16 +252,22 @@ def test_every_damaged_or_truncated_saved_file_is_discarded_and_counted(tmp_path
         assert store.counters()["files_discarded"] == 1
 
 
+_HEADER = struct.Struct(">4sHHQQI")
+
+
+def _sealed(body: bytes) -> bytes:
+    return body + struct.pack(">I", crc32c(body))
+
+
+def _saved_file(*packets: bytes, dropped: int = 0, refused: int = 0) -> bytes:
+    body = _HEADER.pack(b"FLDL", 1, 0, dropped, refused, len(packets))
+    return _sealed(body + b"".join(struct.pack(">I", len(p)) + p for p in packets))
+
+
 def test_a_well_formed_file_with_wrong_contents_is_discarded(tmp_path):
     """A valid CRC over a bad layout (another version, a count that disagrees, a zero-length
     packet) is discarded too: the CRC is not the only check."""
-    from flight.crc import crc32c
-
-    header = struct.Struct(">4sHHQQI")
-
-    def sealed(body: bytes) -> bytes:
-        return body + struct.pack(">I", crc32c(body))
-
+    header, sealed = _HEADER, _sealed
     cases = [
         sealed(header.pack(b"FLDL", 2, 0, 0, 0, 0)),
         sealed(header.pack(b"XXXX", 1, 0, 0, 0, 0)),
@@ -264,10 +290,28 @@ def test_an_unreadable_or_oversized_file_is_discarded_without_raising(tmp_path):
     store, _ = _store()
     assert store.load(tmp_path) == 0  # a directory: an OSError, counted
     assert store.counters()["files_discarded"] == 1
-    path, _ = _saved_store(tmp_path)  # 4 packets of 10 bytes saved
-    small, _ = _store(bulk=4)  # at most 4 + 5 * 4 + 4 bytes could be a file of this class
+    # A BULK class of 4 bytes writes at most 28 (header) + 5 * 4 + 4 (CRC) = 52 bytes: a
+    # longer file is not this store's and is discarded, even well formed (not read whole).
+    path = tmp_path / "f"
+    path.write_bytes(_saved_file(b"p" * 17))  # 53 bytes
+    small, _ = _store(bulk=4)
     assert small.load(path) == 0
-    assert small.counters()["files_discarded"] == 1
+    assert small.counters()["files_discarded"] == 1 and small.refused[B] == 0
+    path.write_bytes(_saved_file(b"p" * 16))  # 52 bytes: read, its packet refused (> 4 bytes)
+    small, _ = _store(bulk=4)
+    assert small.load(path) == 0
+    assert small.counters()["files_discarded"] == 0 and small.refused[B] == 1
+
+
+def test_a_saved_packet_larger_than_the_class_now_is_refused_at_load(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(_saved_file(b"a" * 5, b"b" * 12, b"c" * 5, dropped=2, refused=3))
+    store, log = _store(bulk=10)
+    assert store.load(path) == 2
+    assert store.drain(BIG) == [b"a" * 5, b"c" * 5]
+    assert store.refused[B] == 3 + 1 and store.dropped[B] == 2
+    assert store.counters()["restored"] == 3  # what came from the file, refused one included
+    assert [e.fields["reason"] for e in _drops(log)] == ["too_large"]
 
 
 def test_a_failed_save_is_counted_not_raised(tmp_path):
@@ -303,8 +347,12 @@ def test_packets_are_conserved_and_capacities_hold_for_any_sequence(capacities, 
         put.append(packet)
         store.put(priority, packet)
 
+    def event_to_packet(event: events.Event) -> None:
+        assert log.count(events.TM_DROPPED) <= len(Priority) * (len(ops) + 1), "a loop"
+        put_one(U, 12)
+
     if listener:  # every event becomes an URGENT packet, as in the link service
-        log.subscribe(lambda event: put_one(U, 12))
+        log.subscribe(event_to_packet)
     drained: list[bytes] = []
     for op, a, b in ops:
         if op == "put":
