@@ -91,7 +91,7 @@ def _window(table: Any, where: str) -> Window:
     duration = table["duration_s"]
     if isinstance(duration, bool) or not isinstance(duration, int | float):
         raise errors.ConfigError(f"{where}: duration_s must be a number, not {duration!r}")
-    if not (math.isfinite(duration) and 0 < duration <= MAX_WINDOW_S):
+    if not 0 < duration <= MAX_WINDOW_S:  # also false for nan
         raise errors.ConfigError(
             f"{where}: duration_s {duration} is out of range (0, {MAX_WINDOW_S}] seconds"
         )

@@ -63,8 +63,9 @@ def test_a_window_opens_at_its_start_and_closes_at_its_end():
 
 
 def test_overlapping_and_adjacent_windows_are_one_contact_in_any_order():
-    # [100, 200) and [150, 250) overlap; [250, 300) touches them; [400, 410) stands apart.
-    schedule, log = _schedule(_windows((400, 10), (150, 100), (250, 50), (100, 100)))
+    # [100, 200) and [150, 250) overlap, [160, 170) lies inside them, [250, 300) touches them;
+    # [400, 410) stands apart.
+    schedule, log = _schedule(_windows((400, 10), (150, 100), (250, 50), (100, 100), (160, 10)))
     opened = _walk(schedule, range(0, 500, 5))
     assert opened == [100 <= t < 300 or 400 <= t < 410 for t in range(0, 500, 5)]
     assert [e.name for e in log] == ["CONTACT_OPENED", "CONTACT_CLOSED"] * 2
@@ -115,6 +116,15 @@ def test_a_commanded_close_wins_until_the_next_window_starts():
     assert _walk(schedule, [130, 149, 299]) == [False, False, False]
     assert _walk(schedule, [300, 349, 350]) == [True, True, False]
     assert _transitions(log)[2:] == [("CONTACT_OPENED", "schedule"), ("CONTACT_CLOSED", "schedule")]
+
+
+def test_a_commanded_close_lasts_through_windows_that_touch_the_current_one():
+    """Adjacent windows are one contact: a close in the first does not reopen at the second's
+    start, only at the next separate window."""
+    schedule, _ = _schedule(_windows((100, 50), (150, 50), (300, 10)))
+    schedule.close(T0 + 120)
+    assert schedule.next_change(T0 + 120) == T0 + 300
+    assert _walk(schedule, [150, 299, 300]) == [False, False, True]
 
 
 def test_a_commanded_close_outside_a_window_does_not_cancel_the_next_one():
