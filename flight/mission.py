@@ -148,6 +148,7 @@ from pathlib import Path
 from typing import Any
 
 from flight import errors
+from flight.link.contact import ALWAYS, ContactConfig, parse_contact
 from flight.modes import MODES, REPLICAS
 from flight.recovery.messages import Step
 from flight.recovery.policy import policy_from_mission
@@ -155,7 +156,6 @@ from flight.recovery.policy import policy_from_mission
 __all__ = [
     "DEFAULT_MISSION",
     "CdsConfig",
-    "ContactWindow",
     "LinkConfig",
     "Mission",
     "PartitionConfig",
@@ -289,14 +289,6 @@ class CdsConfig:
 
 
 @dataclass(frozen=True)
-class ContactWindow:
-    """A scheduled contact: from ``start`` (Unix seconds, UTC) for ``duration_s``."""
-
-    start: float
-    duration_s: float
-
-
-@dataclass(frozen=True)
 class LinkConfig:
     """The space link (:mod:`flight.link`); ``url`` empty: no link unless ``--link`` names one."""
 
@@ -304,8 +296,7 @@ class LinkConfig:
     key_file: Path | None = None
     housekeeping_frames: int = 20
     results: bool = True
-    contact: str = "always"
-    windows: tuple[ContactWindow, ...] = ()
+    contact: ContactConfig = ALWAYS
     downlink_bytes_per_frame: int = 65536
     store_urgent_bytes: int = 65536
     store_housekeeping_bytes: int = 65536
@@ -789,8 +780,7 @@ class _Parser:
             key_file=key_file,
             housekeeping_frames=t.integer("housekeeping_frames", 1, 100_000, 20),
             results=t.boolean("results", True),
-            contact=t.choice("contact", ("always", "command", "windows"), "always"),
-            windows=self.windows(t),
+            contact=self.contact(t),
             downlink_bytes_per_frame=t.integer("downlink_bytes_per_frame", 64, 16 * mib, 65536),
             store_urgent_bytes=t.integer("store_urgent_bytes", 1024, 256 * mib, 65536),
             store_housekeeping_bytes=t.integer("store_housekeeping_bytes", 1024, 256 * mib, 65536),
@@ -799,36 +789,19 @@ class _Parser:
             upload_max_bytes=t.integer("upload_max_bytes", 1024, 1024 * mib, 64 * mib),
         )
         t.finish()
-        if config.contact == "windows" and not config.windows:
-            raise t.error('contact = "windows" needs at least one [[link.window]]')
-        if config.windows and config.contact != "windows":
-            raise t.error(f'[[link.window]] given, but contact = "{config.contact}"; say "windows"')
         return config
 
-    def windows(self, t: _Table) -> tuple[ContactWindow, ...]:
-        import datetime
-
-        raw = t.data.get("window", [])
+    def contact(self, t: _Table) -> ContactConfig:
+        mode = t.choice("contact", ("always", "command", "windows"), "always")
+        windows = t.data.get("window")
         t.read.add("window")
-        if not isinstance(raw, list):
-            raise t.error("contact windows are an array of tables: write [[link.window]]")
-        result = []
-        for i, entry in enumerate(raw):
-            w = _Table(self.source, f"[[link.window]] #{i + 1}", entry)
-            start_text = w.string("start")
-            try:
-                start = datetime.datetime.fromisoformat(start_text)
-            except ValueError:
-                raise w.error(
-                    f"start {start_text!r} is not an ISO-8601 time like 2026-12-01T10:00:00Z"
-                ) from None
-            if start.tzinfo is None:
-                raise w.error(f"start {start_text!r} needs a time zone (Z for UTC)")
-            duration = w.number("duration_s", 86400.0, unit=" s")
-            w.finish()
-            result.append(ContactWindow(start.timestamp(), float(duration)))
-        result.sort(key=lambda c: c.start)
-        return tuple(result)
+        if mode != "windows":
+            if windows is not None:
+                raise t.error(f'[[link.window]] given, but contact = "{mode}"; say "windows"')
+            return parse_contact(mode, f"{self.source}: {t.where}")
+        if windows is None:
+            raise t.error('contact = "windows" needs at least one [[link.window]]')
+        return parse_contact(windows, f"{self.source}: {t.where}")
 
     def cds(self, t: _Table, test_mode: bool) -> CdsConfig:
         if "directory" not in t.data:

@@ -57,6 +57,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("redundancy", ("flight.redundancy",)),
     # The recovery machine: pure decisions (test_recovery_machine_does_no_io_and_reads_no_clock).
     ("recovery", ("flight.recovery.*",)),
+    # The space link: packets, security, declarations, transports, CFDP, downlink store, and the
+    # service that ties them to a supervisor. Below the services, so the mission loader can use
+    # its parsers (contact windows, link URLs); the CDS and the supervisor reach it by injection.
+    ("link", ("flight.link.*",)),
     # What the supervisor runs and keeps: processes, watchdogs, the critical data store, the
     # mission file, simulated radiation and its injector, the boot self-test.
     (
@@ -72,9 +76,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "flight.selftest",
         ),
     ),
-    # The space link: packets, security, declarations, transports, CFDP, downlink store, and the
-    # service that ties them to a supervisor (which it reaches only through a narrow interface).
-    ("link", ("flight.link.*",)),
     # The supervisor's parts (planned split of flight/supervisor.py).
     (
         "supervisor parts",

@@ -397,11 +397,20 @@ def bench_supervisor(quick: bool = False) -> dict:
     return results
 
 
+def bench_link(quick: bool = False) -> dict:
+    """The space link (tools/bench_link.py): packet codecs against spacepackets, telecommand
+    verification, overhead per result against the inference, frame time under a flood."""
+    from bench_link import bench_link as run
+
+    return run(quick)
+
+
 SECTIONS = {
     "foundation": bench_foundation,
     "kernels": bench_kernels,
     "model": bench_model,
     "supervisor": bench_supervisor,
+    "link": bench_link,
 }
 
 

@@ -1,5 +1,7 @@
 """Space link benchmarks: packets encoded and decoded per second (flight against the independent
-`spacepackets` library on the same packets) and telecommand verification time.
+`spacepackets` library on the same packets), telecommand verification time, the link's
+overhead per inference result (bytes, and µs against the TMR inference itself), and the frame
+time of a supervisor flooded with garbage against the same supervisor unflooded.
 
     python tools/bench_link.py [--quick]
 
@@ -156,12 +158,135 @@ def bench_verify(quick: bool = False) -> dict[str, float]:
     }
 
 
+def _service(tmp: str, **config):
+    """A link service over a transport that drops everything (the cost is the board's)."""
+    from pathlib import Path
+
+    from flight import events
+    from flight.cds import CriticalDataStore
+    from flight.link.service import LinkService, NullTransport
+    from flight.mission import LinkConfig
+
+    log = events.EventLog()
+    cds = CriticalDataStore(tmp, log=log)
+    cds.load()
+    return LinkService(
+        LinkConfig(**config), NullTransport(), log=log, cds=cds, staging_dir=Path(tmp) / "up"
+    )
+
+
+def bench_result_overhead(quick: bool = False) -> dict[str, float]:
+    """What downlinking one inference result costs: bytes on the wire besides the output, and
+    µs per result (CRC-32C check, RESULT encode, packet, store) against one TMR inference of
+    the demo CNN measured in the same run."""
+    import tempfile
+
+    import numpy as np
+
+    from flight.crc import crc32c
+    from flight.mission import default_mission
+    from flight.model import load
+    from flight.redundancy import RedundantRunner
+
+    count, repeat = (500, 3) if quick else (5000, 5)
+    spec = default_mission().partitions[0]
+    runner = RedundantRunner(load(spec.model_path), "tmr")
+    x = np.zeros(runner.model.shapes[runner.model.input_names[0]], np.float32)
+    runner.run(x)  # compile
+    output = runner.run(x).output
+    crc = crc32c(output)
+    with tempfile.TemporaryDirectory() as tmp:
+        service = _service(tmp, store_bulk_bytes=256 << 20)
+
+        def results() -> None:
+            for i in range(count):
+                service.result("classifier", i, output, crc, True, 3)
+
+        per_result = _best(results, repeat) / count
+        packets = service.store.drain(1 << 30)
+    inference = _best(lambda: runner.run(x), repeat)
+    return {
+        "result_packet_bytes": float(len(packets[-1])),
+        "result_overhead_bytes": float(len(packets[-1]) - output.nbytes),
+        "result_us": per_result * 1e6,
+        "tmr_inference_us": inference * 1e6,
+        "result_over_inference": per_result / inference,
+    }
+
+
+def bench_flood(quick: bool = False) -> dict[str, float]:
+    """Median frame time of the demo mission (fast mode) with 256 garbage datagrams arriving
+    every frame (the per-frame cap), against the same mission with a quiet link."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    from flight.link.service import NullTransport
+    from flight.mission import default_mission, parse_mission
+    from flight.supervisor import Supervisor
+
+    frames = 60 if quick else 300
+
+    class Flood(NullTransport):
+        def __init__(self, per_frame: int) -> None:
+            rng = random.Random(1)
+            self.batch = [rng.randbytes(rng.randrange(0, 300)) for _ in range(per_frame)]
+
+        def receive(self, max_items: int) -> list[bytes]:
+            return self.batch[:max_items]
+
+    def median_frame(per_frame: int) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(default_mission().source)
+            text = source.read_text() + f'\n[cds]\ndirectory = "{tmp}"\n'
+            mission = parse_mission(text, base_dir=source.parent)
+            sup = Supervisor(mission, realtime=False, fresh_recovery=True,
+                             link_transport=Flood(per_frame))  # fmt: skip
+            sup.start()
+            times = []
+            try:
+                for _ in range(frames):
+                    started = time.perf_counter()
+                    sup.step()
+                    times.append(time.perf_counter() - started)
+            finally:
+                sup.shutdown()
+            times = sorted(times[frames // 5 :])
+            return times[len(times) // 2]
+
+    quiet = median_frame(0)
+    flooded = median_frame(256)
+    return {
+        "frame_ms_quiet": quiet * 1e3,
+        "frame_ms_flooded_256_per_frame": flooded * 1e3,
+        "flooded_over_quiet": flooded / quiet,
+    }
+
+
+def bench_link(quick: bool = False) -> dict[str, float]:
+    """Every figure above, flat (tools/bench.py's ``link`` section)."""
+    out: dict[str, float] = {}
+    for name, fn in (
+        ("packets", bench_packets),
+        ("verify", bench_verify),
+        ("result", bench_result_overhead),
+        ("flood", bench_flood),
+    ):
+        out.update({f"{name}.{k}": v for k, v in fn(quick).items()})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    results = {"packets": bench_packets(args.quick), "verify": bench_verify(args.quick)}
+    results = {
+        "packets": bench_packets(args.quick),
+        "verify": bench_verify(args.quick),
+        "result": bench_result_overhead(args.quick),
+        "flood": bench_flood(args.quick),
+    }
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -19,6 +19,7 @@ raised: the only exceptions out of here are bugs. The replay window is persisted
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -144,9 +145,7 @@ class LinkService:
         )
         self._pending_path = Path(staging_dir).parent / PENDING_FILE
         self.store.load(self._pending_path)
-        self.contact = ContactSchedule(
-            config.contact, [(w.start, w.duration_s) for w in config.windows], log=log
-        )
+        self.contact = ContactSchedule(config.contact, log)
         self.verifier = None
         if keyring is not None:
             from flight.link.sdls import Verifier
@@ -168,6 +167,7 @@ class LinkService:
             clock=time.monotonic,
         )
         self._frame = 0
+        self._credit = 0  # downlink bytes this frame may still send (see _drain)
         self._in_event = False
         log.subscribe(self._on_event)
 
@@ -208,10 +208,8 @@ class LinkService:
         return accepted
 
     def _file_pdu(self, pdu: bytes) -> None:
-        try:
+        with contextlib.suppress(errors.CfdpError):  # counted by the receiver
             self.cfdp.handle(pdu)
-        except errors.CfdpError:
-            pass  # counted by the receiver (FILE_REJECTED where it ended a transfer)
         self.counters.files_received = self.cfdp.files_received
 
     def _command(self, raw: bytes, tc: Any, refused: Counter) -> Command | None:
@@ -407,7 +405,15 @@ class LinkService:
             self._drain(self.config.downlink_bytes_per_frame)
 
     def _drain(self, budget: int) -> None:
-        for raw in self.store.drain(budget):
+        """Send what this frame's share of the downlink allows. Unused budget carries over
+        while the next packet needs more than one frame's share (a large result must not wait
+        forever), and is dropped once it went out (a burst cannot be saved up)."""
+        self._credit = min(self._credit + budget, max(budget, self.store.head_bytes))
+        sent = self.store.drain(self._credit)
+        self._credit -= sum(len(raw) for raw in sent)
+        if not self.store.head_bytes:
+            self._credit = 0
+        for raw in sent:
             if self.transport.send(raw):
                 self.counters.tm_sent += 1
                 self.counters.tm_bytes += len(raw)
@@ -437,7 +443,7 @@ class LinkService:
             "tm_sent": c.tm_sent,
             "tm_bytes": c.tm_bytes,
             "tm_dropped": sum(self.store.dropped.values()),
-            "tm_queued": self.store.queued,
+            "tm_queued": len(self.store),
             "tc_accepted": c.tc_accepted,
             "tc_rejected": dict(c.tc_rejected),
             "tc_completed": c.tc_completed,
@@ -496,7 +502,7 @@ def housekeeping_values(summary: Mapping[str, Any], link: LinkService) -> dict[s
             "files_received": min(c.files_received, 0xFFFF),
             "contact_open": link.contact.is_open(link.clock()),
             "active_spi": 0 if link.keyring is None else int(link.keyring.active),
-            "downlink_queued": link.store.queued,
+            "downlink_queued": len(link.store),
         }
     )
     return {

@@ -17,6 +17,7 @@ from flight.cds import CriticalDataStore
 from flight.crc import crc32c
 from flight.link import catalog, packet
 from flight.link.codes import Apid
+from flight.link.contact import ContactConfig
 from flight.link.keys import Key, KeyRing
 from flight.link.sdls import seal_command
 from flight.link.service import LinkService
@@ -174,7 +175,11 @@ def test_every_event_becomes_an_event_packet_with_its_count(tmp_path):
     log.emit(events.VOTE_CORRECTED, 3, partition="classifier", replica=1, words=4)
     drain(service)
     tm = [decode_telemetry(r) for r in transport.sent]
-    (event,) = [t.values for t in tm if t.apid == Apid.EVENT]
+    (event,) = [
+        t.values
+        for t in tm
+        if t.apid == Apid.EVENT and t.values["event_id"] == events.VOTE_CORRECTED.id
+    ]
     assert event["event_id"] == events.VOTE_CORRECTED.id and event["count"] == 3
     assert event["severity"] == "INFO"
     assert event["args"] == "partition=classifier replica=1 words=4"
@@ -192,7 +197,7 @@ def test_urgent_packets_leave_before_bulk_ones(tmp_path):
 
 
 def test_nothing_leaves_while_the_contact_is_closed(tmp_path):
-    service, transport, log, _ = make_service(tmp_path, contact="command")
+    service, transport, log, _ = make_service(tmp_path, contact=ContactConfig("command"))
     log.emit(events.KEY_SWITCHED, old=1, new=2)
     drain(service)
     assert transport.sent == []
@@ -202,11 +207,11 @@ def test_nothing_leaves_while_the_contact_is_closed(tmp_path):
 
 
 def test_pending_results_survive_a_restart(tmp_path):
-    service, _transport, _, _ = make_service(tmp_path, contact="command")
+    service, _transport, _, _ = make_service(tmp_path, contact=ContactConfig("command"))
     output = np.ones(4, np.float32)
     service.result("p", 7, output, crc32c(output), True)
     service.close()
-    again, transport2, _, _ = make_service(tmp_path, contact="always")
+    again, transport2, _, _ = make_service(tmp_path, contact=ContactConfig("always"))
     drain(again)
     values = [decode_telemetry(r).values for r in transport2.sent]
     assert [v["sequence"] for v in values if "status" in v] == [7]
