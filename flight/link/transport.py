@@ -38,6 +38,7 @@ from flight.link.packet import StreamDecoder
 
 __all__ = [
     "COUNTERS",
+    "UDP_RECEIVE_BUFFER_BYTES",
     "Endpoint",
     "GroundTransport",
     "SerialTransport",
@@ -68,6 +69,10 @@ _CHUNK_BYTES = 65536  # one recv from a TCP peer
 _SERIAL_CHUNK_BYTES = 4096
 _SERIAL_READS_PER_CALL = 4
 _ACCEPTS_PER_CALL = 16
+#: The UDP receive queue asked for: a burst between two frames (a file upload's PDUs, ~100 KB
+#: for the demo model) must not overflow the kernel's default (~200 KB of small datagrams).
+#: Linux caps it at net.core.rmem_max, which a board image should raise to match.
+UDP_RECEIVE_BUFFER_BYTES = 1 << 20
 #: Linux's SO_RXQ_OVFL (socket(7)); Python's socket module does not export it.
 _SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 
@@ -251,12 +256,20 @@ class UdpTransport(Transport):
     sends to ``peer``. On Linux the kernel's count of datagrams dropped on a full receive queue
     (SO_RXQ_OVFL, delivered with each datagram) is reported as ``rx_overflow``."""
 
-    def __init__(self, family: int, bind: Any, peer: Any | None, url: str = "") -> None:
+    def __init__(
+        self,
+        family: int,
+        bind: Any,
+        peer: Any | None,
+        url: str = "",
+        receive_buffer_bytes: int = UDP_RECEIVE_BUFFER_BYTES,
+    ) -> None:
         super().__init__()
         self.peer = peer
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self._sock.setblocking(False)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
             self._sock.bind(bind)
         except OSError as exc:
             self._sock.close()

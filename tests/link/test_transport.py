@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from flight.errors import ConfigError
 from flight.link.framing import CobsDeframer, cobs_frame
 from flight.link.transport import (
+    UDP_RECEIVE_BUFFER_BYTES,
     Endpoint,
     GroundTransport,
     TcpServerTransport,
@@ -257,6 +258,15 @@ def test_udp_reports_the_datagrams_the_kernel_dropped() -> None:
         sender.sendto(packet(), board.address)  # the counter travels with the next datagram
         assert collect(board, 1) == [packet()]
         assert board.counters()["rx_overflow"] > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's buffer accounting")
+def test_udp_asks_for_a_receive_queue_that_holds_a_burst() -> None:
+    with open("/proc/sys/net/core/rmem_max") as f:
+        cap = int(f.read())
+    with open_board_transport(f"udp://{LOCAL}:0") as board:
+        got = board._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert got == 2 * min(UDP_RECEIVE_BUFFER_BYTES, cap)  # Linux doubles what it grants
 
 
 def test_udp_send_failures_are_counted_not_raised() -> None:
