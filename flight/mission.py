@@ -149,6 +149,7 @@ from typing import Any
 
 from flight import errors
 from flight.link.contact import ALWAYS, ContactConfig, parse_contact
+from flight.link.transport import parse_url
 from flight.modes import MODES, REPLICAS
 from flight.recovery.messages import Step
 from flight.recovery.policy import policy_from_mission
@@ -761,13 +762,11 @@ class _Parser:
 
     def link(self, t: _Table) -> LinkConfig:
         url = t.string("url", "")
-        if url and not re.fullmatch(
-            r"(udp|tcp)://[^/?#\s]+:\d+(\?\S*)?|serial(\+\w+)?://\S*|/dev/\S+", url
-        ):
-            raise t.error(
-                f"url {url!r} is not udp://HOST:PORT, tcp://HOST:PORT, "
-                "serial:///dev/... or /dev/..."
-            )
+        if url:
+            try:
+                parse_url(url)
+            except errors.ConfigError as exc:
+                raise t.error(str(exc)) from None
         key_name = t.string("key_file", "")
         key_file = None
         if key_name:

@@ -240,20 +240,29 @@ class GroundStation:
         *,
         checksum: str = "crc32",
         transaction: int | None = None,
-        pace_s: float = 0.0,
+        burst: int = 64,
+        pause_s: float = 0.02,
     ) -> int:
-        """Send a file as CFDP class 1 PDUs (cfdp-py) in FILE packets; returns PDUs sent."""
+        """Send a file as CFDP class 1 PDUs (cfdp-py) in FILE packets; returns PDUs sent.
+
+        Class 1 has no retransmission, so the sender paces itself: ``burst`` PDUs, then a
+        ``pause_s`` rest (3.2 MB/s with 1 KiB segments by default), below what a board takes
+        per frame (``max_packets_per_frame``) and what its socket queue holds."""
         from hil.link.cfdp_ground import file_pdus
 
         seq = transaction if transaction is not None else int(time.time()) & 0xFFFF
         pdus = file_pdus(
             path, dest_name, source_entity=2, dest_entity=1, seq=seq, checksum=checksum
         )
-        for pdu in pdus:
+        for i, pdu in enumerate(pdus):
             raw = packet.encode(1, Apid.FILE, self.sequences.next(Apid.FILE), pdu, False)
-            self.transport.send(raw)
-            if pace_s:
-                time.sleep(pace_s)
+            if not self.transport.send(raw):  # a full TCP or serial queue: let it drain once
+                self.transport.flush(5.0)
+                if not self.transport.send(raw):
+                    raise errors.LinkError(0, f"the link took no more data after {i} PDUs")
+            if i % burst == burst - 1:
+                time.sleep(pause_s)
+        self.transport.flush(10.0)
         return len(pdus)
 
     def file_mac(self, path: str | os.PathLike[str]) -> bytes:
