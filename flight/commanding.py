@@ -101,7 +101,7 @@ def scrub_now(sup: Any, link: Any, command: Any) -> None:
     """One full scrub pass of every region, now (after a known upset, before a critical
     inference)."""
     link.start(command)
-    report = sup.scrubber.step(sup.scrubber.total_bytes)
+    report = sup.scrubber.step(sup.scrubber.pass_budget)
     if report.errors_found:
         from flight import recovery
 

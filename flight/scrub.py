@@ -86,6 +86,12 @@ class Scrubber:
             self._block = 0
 
     @property
+    def pass_budget(self) -> int:
+        """The ``max_bytes`` that lets one :meth:`step` finish a whole pass from anywhere: a
+        partial last block is charged as a whole one, so this can exceed :attr:`total_bytes`."""
+        return sum(r.nblocks * r.block_size * r.copies for r in self._regions)
+
+    @property
     def total_bytes(self) -> int:
         """Budget needed for one full pass (every copy of every region)."""
         return sum(r.nbytes * r.copies for r in self._regions)

@@ -116,3 +116,28 @@ def wait_for_exit(proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+class FakeTransport:
+    """Hands out what a test queued; keeps what the service sent."""
+
+    address = ("test", 0)
+
+    def __init__(self) -> None:
+        self.inbox: list[bytes] = []
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def receive(self, max_items: int) -> list[bytes]:
+        items, self.inbox = self.inbox[:max_items], self.inbox[max_items:]
+        return items
+
+    def send(self, raw: bytes) -> bool:
+        self.sent.append(raw)
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def counters(self) -> dict[str, int]:
+        return {"tx_items": len(self.sent)}

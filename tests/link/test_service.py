@@ -11,6 +11,7 @@ import random
 
 import numpy as np
 import pytest
+from boards import FakeTransport
 
 from flight import events
 from flight.cds import CriticalDataStore
@@ -23,32 +24,6 @@ from flight.link.sdls import seal_command
 from flight.link.service import LinkService
 from flight.mission import LinkConfig
 from hil.link.ground import decode_telemetry
-
-
-class FakeTransport:
-    """Hands out what a test queued; keeps what the service sent."""
-
-    address = ("test", 0)
-
-    def __init__(self) -> None:
-        self.inbox: list[bytes] = []
-        self.sent: list[bytes] = []
-        self.closed = False
-
-    def receive(self, max_items: int) -> list[bytes]:
-        items, self.inbox = self.inbox[:max_items], self.inbox[max_items:]
-        return items
-
-    def send(self, raw: bytes) -> bool:
-        self.sent.append(raw)
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def counters(self) -> dict[str, int]:
-        return {"tx_items": len(self.sent)}
-
 
 KEY = Key(1, bytes(range(32)))
 OTHER = Key(2, bytes(range(32, 64)))
