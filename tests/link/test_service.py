@@ -196,3 +196,15 @@ def test_every_declared_command_has_a_handler():
     from flight.commanding import HANDLERS
 
     assert set(HANDLERS) == set(catalog.COMMANDS_BY_NAME)
+
+
+def test_a_packet_bigger_than_a_frames_share_still_goes_down(tmp_path):
+    service, transport, _, _ = make_service(tmp_path, downlink_bytes_per_frame=64)
+    output = np.zeros(64, np.float32)  # a 256-byte output: four frames' share
+    service.result("p", 1, output, crc32c(output), True)
+    frames = 0
+    while not any(packet.decode(r).apid == Apid.RESULT for r in transport.sent):
+        service.frame_end(frames, lambda: {}, lambda: [])
+        frames += 1
+        assert frames < 20, "the result never left"
+    assert frames >= 4  # it waited for the credit, it did not jump the budget
