@@ -129,6 +129,11 @@ def _follow(ground: Any, sent: bytes, timeout: float, as_json: bool) -> int:
     for report in ground.follow(sent, timeout):
         _print(report, as_json)
         final = report
+    return _verdict(final, timeout)
+
+
+def _verdict(final: Any, timeout: float) -> int:
+    """0 for a completed command, 1 for a refused or failed one, 124 without a final report."""
     if final is None or final.values["stage"] not in (
         "COMPLETION_SUCCESS",
         "COMPLETION_FAILURE",
@@ -169,27 +174,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from hil.link.ground import GroundStation
 
     with GroundStation(args.to, args.key) as ground:
-        name = Path(args.model).name
-        ground.send_file(args.model, name)
-        received = ground.wait_for(
-            lambda tm: tm.apid == 0x011 and tm.values["event_id"] in (709, 710),
-            timeout=args.timeout,
+        reports = ground.upload_model(
+            args.model, args.partition, trial_frames=args.trial_frames, timeout=args.timeout
         )
-        if received is None or received.values["event_id"] != 709:
-            why = "timed out" if received is None else received.values["args"]
-            print(f"hil link: the board did not take {name}: {why}", file=sys.stderr)
-            return EXIT_FAILED
-        _print(received, args.json)
-        sent = ground.send(
-            "model_upload",
-            partition=args.partition,
-            file=name,
-            mac=ground.file_mac(args.model),
-            trial_frames=args.trial_frames,
-        )
-        return _follow(ground, sent, args.timeout, args.json)
+        for report in reports:
+            _print(report, args.json)
+        return _verdict(reports[-1] if reports else None, args.timeout)
