@@ -36,6 +36,12 @@ def free_udp_pair() -> int:
     raise RuntimeError("no free UDP port pair on loopback")
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_keys(path: Path, keys: dict[int, str], active: int = 1) -> Path:
     lines = [f"active = {active}"]
     for spi, secret in keys.items():
@@ -95,6 +101,21 @@ class Board:
             self.proc.kill()
             self.proc.communicate(timeout=60)
         self.proc = None
+
+    def ground(self, key_file=None, **kwargs):
+        """A ground station on this board; over TCP it waits until the board listens."""
+        from flight.errors import ConfigError
+        from hil.link.ground import GroundStation
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                return GroundStation(self.url, key_file, **kwargs)
+            except ConfigError:
+                if not self.url.startswith("tcp:") or time.monotonic() > deadline:
+                    raise
+                assert self.proc is not None and self.proc.poll() is None, "the board died"
+                time.sleep(0.1)
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None

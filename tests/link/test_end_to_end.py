@@ -13,7 +13,8 @@ import socket
 import time
 from pathlib import Path
 
-from boards import DATA, wait_until
+import pytest
+from boards import DATA, free_tcp_port, wait_until
 
 from hil.link.ground import GroundStation
 
@@ -34,10 +35,14 @@ def _partition(ground, predicate=lambda v: True, timeout: float = 60):
     ).values
 
 
-def test_a_command_is_verified_in_stages_and_a_forged_one_is_refused(board_factory, keys, tmp_path):
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_a_command_is_verified_in_stages_and_a_forged_one_is_refused(
+    board_factory, keys, tmp_path, kind
+):
     good, forged = keys
-    board = board_factory(LINK.format(keys=good))
-    with GroundStation(board.url, good) as ground:
+    url = None if kind == "udp" else f"tcp://127.0.0.1:{free_tcp_port()}"
+    board = board_factory(LINK.format(keys=good), url=url)
+    with board.ground(good) as ground:
         _up(ground)
         reports = ground.command("ping", token=7)
         assert _stages(reports) == [
@@ -48,7 +53,7 @@ def test_a_command_is_verified_in_stages_and_a_forged_one_is_refused(board_facto
         assert "token=7" in reports[-1].values["detail"]
     # a forger who knows the protocol sends a fresh sequence number, with the wrong key
     (tmp_path / "forger.seq").write_text("10\n")
-    with GroundStation(board.url, forged, sequence_file=tmp_path / "forger.seq") as forger:
+    with board.ground(forged, sequence_file=tmp_path / "forger.seq") as forger:
         assert _stages(forger.command("ping", token=8)) == [("ACCEPTANCE_FAILURE", "BAD_MAC")]
     link = board.stop()["link"]
     assert link["tc_accepted"] == 1
