@@ -406,9 +406,14 @@ def exit_code_for(exc: BaseException) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv, "flight")
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None, prog: str) -> int:
+    """Parse ``argv`` and run the chosen command, turning input errors into one line and their
+    exit code (``flight`` and ``hil`` alike); bugs keep their traceback."""
     from flight import errors
 
-    parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -419,16 +424,18 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code_for(exc)
         if code is None:
             raise  # a broken invariant (a bug): keep the traceback, exit status 1
-        print(f"flight: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return code
     except BrokenPipeError:  # e.g. `flight ... | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        return 130
     except _PATH_ERRORS as exc:
-        print(f"flight: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return os.EX_CONFIG
     except OSError as exc:  # e.g. a full or failing disk: may pass, so the init system retries
-        print(f"flight: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return os.EX_IOERR
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 __all__ = ["build_parser", "main"]
@@ -21,26 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flight import errors
+    """Errors as ``flight`` reports them: one line and an exit code; bugs keep their
+    traceback."""
+    from flight.cli import run_command
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.func(args)
-    except errors.FlightError as exc:
-        print(f"hil: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return os.EX_CONFIG if isinstance(exc, errors.ConfigError) else 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except OSError as exc:
-        print(f"hil: {exc}", file=sys.stderr)
-        return os.EX_IOERR
+    return run_command(build_parser(), argv, "hil")
 
 
 if __name__ == "__main__":

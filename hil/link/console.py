@@ -177,9 +177,13 @@ def _upload(args: argparse.Namespace) -> int:
     from hil.link.ground import GroundStation
 
     with GroundStation(args.to, args.key) as ground:
-        reports = ground.upload_model(
-            args.model, args.partition, trial_frames=args.trial_frames, timeout=args.timeout
-        )
+        try:
+            reports = ground.upload_model(
+                args.model, args.partition, trial_frames=args.trial_frames, timeout=args.timeout
+            )
+        except errors.LinkError as exc:  # the board did not take the file
+            print(f"hil link: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         for report in reports:
             _print(report, args.json)
         return _verdict(reports[-1] if reports else None, args.timeout)

@@ -8,7 +8,9 @@ the bounds are generous and never a measured margin).
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import socket
 import time
 from pathlib import Path
@@ -111,20 +113,24 @@ def test_random_datagrams_are_refused_and_counted_while_frames_go_on(board_facto
     assert summary["watchdog"]["withheld"] == 0 and summary["exit_code"] == 0
 
 
-def test_a_partition_disabled_by_the_ladder_is_enabled_by_command(board_factory, keys):
+def _crashing_at_once(board_factory, keys, ladder: str):
+    """A board whose partition climbs ``ladder`` at its first crash, a ground on it, and that
+    crash (the workers SIGKILLed, found as the supervisor's children)."""
     good, _ = keys
     board = board_factory(
         LINK.format(keys=good),
         max_restarts="max_restarts = 0",
-        escalation='escalation = ["disable"]',
+        escalation=f"escalation = {ladder}",
     )
-    with GroundStation(board.url, good) as ground:
-        _up(ground)
-        for pid in board.worker_pids():
-            import os
-            import signal
+    ground = GroundStation(board.url, good)
+    _up(ground)
+    for pid in board.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    return ground
 
-            os.kill(pid, signal.SIGKILL)
+
+def test_a_partition_disabled_by_the_ladder_is_enabled_by_command(board_factory, keys):
+    with _crashing_at_once(board_factory, keys, '["disable"]') as ground:
         _partition(ground, lambda v: v["state"] == "disabled")
         reports = ground.command("enable_partition", partition="classifier")
         assert _stages(reports)[-1] == ("COMPLETION_SUCCESS", "NONE"), _stages(reports)
@@ -134,19 +140,7 @@ def test_a_partition_disabled_by_the_ladder_is_enabled_by_command(board_factory,
 
 
 def test_safe_mode_is_left_by_command(board_factory, keys):
-    good, _ = keys
-    board = board_factory(
-        LINK.format(keys=good),
-        max_restarts="max_restarts = 0",
-        escalation='escalation = ["safe_mode", "reset"]',
-    )
-    with GroundStation(board.url, good) as ground:
-        _up(ground)
-        import os
-        import signal
-
-        for pid in board.worker_pids():
-            os.kill(pid, signal.SIGKILL)
+    with _crashing_at_once(board_factory, keys, '["safe_mode", "reset"]') as ground:
         wait_until(ground, lambda tm: tm.name == "HOUSEKEEPING" and tm.values["safe_mode"])
         reports = ground.command("exit_safe_mode")
         assert _stages(reports)[-1] == ("COMPLETION_SUCCESS", "NONE"), _stages(reports)
