@@ -351,3 +351,31 @@ def test_a_model_of_another_shape_is_refused(board, tmp_path):
     assert _final(reports) == ("COMPLETION_FAILURE", "INVALID_ARGUMENT")
     assert "shapes" in reports[-1][2]
     shutil.rmtree(tmp_path / "state" / "uploads")
+
+
+def test_an_upload_whose_trial_frame_is_withheld_is_rolled_back(board, tmp_path):
+    b = board(test_mode=True, scrub_bytes=3 * 4096)  # the scrubber reaches the last block late
+    p = b.sup.by_name["classifier"]
+    old_job = p.job
+    mac = _stage_upload(b, tmp_path, "new.flm", (DATA / "digits_cnn.flm").read_bytes())
+    b.send("model_upload", partition="classifier", file="new.flm", mac=mac, trial_frames=20)
+    b.sup.step()
+    assert "classifier" in b.sup.trials
+    end = p.job.weights.nbytes
+    # two replicas hit in different weights of the last layer (an exponent bit each): their
+    # outputs differ from each other and from the third, the vote splits, the frame is withheld
+    b.send("test_flip_bit", partition="classifier", copy=0, byte_offset=end - 1, bit=6)
+    b.send("test_flip_bit", partition="classifier", copy=1, byte_offset=end - 5, bit=6)
+    withheld = p.stats.withheld
+    b.sup.step()
+    assert p.stats.withheld == withheld + 1
+    b.sup.step()
+    assert p.job is old_job and not b.sup.trials
+    assert b.sup.log.count(events.MODEL_ROLLED_BACK) == 1
+    finals = [
+        (t.values["stage"], t.values["code"], t.values["detail"])
+        for t in b.telemetry()
+        if t.apid == Apid.VERIFICATION and t.values["stage"] == "COMPLETION_FAILURE"
+    ]
+    assert finals[-1][:2] == ("COMPLETION_FAILURE", "EXECUTION_FAILED")
+    assert "withheld" in finals[-1][2]
