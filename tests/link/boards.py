@@ -162,3 +162,45 @@ class FakeTransport:
 
     def counters(self) -> dict[str, int]:
         return {"tx_items": len(self.sent)}
+
+
+class NullModem:
+    """Two pseudo-terminals joined like two UARTs by a null-modem cable: what one slave
+    writes, the other slave reads. ``board`` and ``ground`` are the two device paths."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self._fds = [os.openpty(), os.openpty()]
+        self.board, self.ground = (os.ttyname(slave) for _, slave in self._fds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+
+    def _relay(self) -> None:
+        import os
+        import select
+
+        a, b = self._fds[0][0], self._fds[1][0]
+        peer = {a: b, b: a}
+        while not self._stop.is_set():
+            ready, _, _ = select.select([a, b], [], [], 0.05)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # the slave side is not open yet (or any more)
+                    continue
+                os.write(peer[fd], data)
+
+    def __enter__(self) -> NullModem:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for master, slave in self._fds:
+            os.close(master)
+            os.close(slave)

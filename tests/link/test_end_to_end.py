@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from boards import DATA, free_tcp_port, wait_until
+from boards import DATA, NullModem, free_tcp_port, wait_until
 
 from hil.link.ground import GroundStation
 
@@ -210,10 +210,39 @@ def test_the_tm_file_holds_every_packet_and_replays(board_factory, keys, tmp_pat
     with GroundStation(board.url, good) as ground:
         _up(ground)
         ground.command("ping", token=5)
+        ground.command("dump_reset_log")
     link = board.stop()["link"]
     packets = list(read_tm_file(recording))
     assert all(not isinstance(p, Exception) for p in packets)
     assert len(packets) == link["tm_created"]
     names = {p.name for p in packets}
-    assert {"HOUSEKEEPING", "PARTITION", "EVENT", "RESULT", "VERIFICATION"} <= names
+    assert {"HOUSEKEEPING", "PARTITION", "EVENT", "RESULT", "VERIFICATION", "DUMP"} <= names
     assert Path(recording).stat().st_size == sum(len(p.raw) for p in packets)
+
+    # an independent implementation reads every packet the run emitted the same way
+    from spacepackets.ccsds.spacepacket import PacketType, SpacePacketHeader
+    from spacepackets.ecss import check_pus_crc
+
+    counts: dict[int, int] = {}
+    for p in packets:
+        theirs = SpacePacketHeader.unpack(p.raw)
+        assert theirs.packet_type == PacketType.TM and theirs.sec_header_flag
+        assert (theirs.apid, theirs.seq_count) == (p.apid, p.seq_count)
+        assert theirs.packet_len == len(p.raw) and check_pus_crc(p.raw)
+        # sequence counts run per APID without gaps (nothing is dropped from the file)
+        assert p.seq_count == counts.get(p.apid, 0)
+        counts[p.apid] = p.seq_count + 1
+
+
+def test_a_board_on_a_serial_line_is_commanded_over_cobs_frames(board_factory, keys):
+    good, _ = keys
+    with NullModem() as cable:
+        board = board_factory(LINK.format(keys=good), url=f"serial://{cable.board}?baud=115200")
+        with GroundStation(f"serial://{cable.ground}?baud=115200", good) as ground:
+            _up(ground)
+            reports = ground.command("ping", token=9)
+            assert _stages(reports)[-1] == ("COMPLETION_SUCCESS", "NONE")
+            results = wait_until(ground, lambda tm: tm.name == "RESULT").values
+            assert results["status"] == "delivered"
+        link = board.stop()["link"]
+    assert link["tc_accepted"] == 1 and link["transport"]["framing_errors"] == 0
