@@ -335,8 +335,6 @@ class Supervisor:
         for p in self.partitions:
             for worker in p.workers:
                 worker.stop()
-        if self.link is not None:
-            self.link.close()  # a last drain in contact; pending results kept for next time
         if self.exit_code is None:  # a processor reset is already in the reset log
             if self.interrupted_start:
                 reason = "stop requested during start-up"
@@ -347,6 +345,8 @@ class Supervisor:
             self.cds.commit()
         self.cds.release()
         self.watchdog.close()
+        if self.link is not None:  # last: the shutdown's own events go down too
+            self.link.close()  # a last drain in contact; pending results kept for next time
 
     # --- recovery -----------------------------------------------------------------------------
     def feed(self, event: Any) -> None:
