@@ -107,6 +107,9 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     (``NO_KEY``) and counted, and telemetry still flows.
     ``housekeeping_frames`` [20] (int, 1 .. 100000): a housekeeping packet every N minor frames.
     ``results`` [true] (bool): downlink every inference result (with its CRC-32C).
+    ``event_severity`` ["info"]: the least severe event that goes down as an EVENT packet
+    (``"debug"`` | ``"info"`` | ``"warning"`` | ``"error"`` | ``"critical"``); every event is
+    counted in housekeeping whatever its severity.
     ``contact`` ["always"]: ``"always"`` | ``"command"`` (closed until an ``open_contact``
     command) | ``"windows"`` (the ``[[link.window]]`` tables: ``start``, an ISO-8601 UTC time,
     and ``duration_s``, 1 .. 86400).
@@ -297,6 +300,7 @@ class LinkConfig:
     key_file: Path | None = None
     housekeeping_frames: int = 20
     results: bool = True
+    event_severity: str = "info"
     contact: ContactConfig = ALWAYS
     downlink_bytes_per_frame: int = 65536
     store_urgent_bytes: int = 65536
@@ -779,6 +783,9 @@ class _Parser:
             key_file=key_file,
             housekeeping_frames=t.integer("housekeeping_frames", 1, 100_000, 20),
             results=t.boolean("results", True),
+            event_severity=t.choice(
+                "event_severity", ("debug", "info", "warning", "error", "critical"), "info"
+            ),
             contact=self.contact(t),
             downlink_bytes_per_frame=t.integer("downlink_bytes_per_frame", 64, 16 * mib, 65536),
             store_urgent_bytes=t.integer("store_urgent_bytes", 1024, 256 * mib, 65536),

@@ -168,6 +168,7 @@ class LinkService:
         )
         self._frame = 0
         self._credit = 0  # downlink bytes this frame may still send (see _drain)
+        self._min_severity = events.Severity[config.event_severity.upper()]
         self._in_event = False
         log.subscribe(self._on_event)
 
@@ -320,6 +321,8 @@ class LinkService:
 
     def _on_event(self, event: events.Event) -> None:
         if self._in_event:  # an event raised while turning an event into a packet
+            return
+        if event.definition.severity < self._min_severity:
             return
         self._in_event = True
         try:

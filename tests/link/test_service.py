@@ -208,3 +208,14 @@ def test_a_packet_bigger_than_a_frames_share_still_goes_down(tmp_path):
         frames += 1
         assert frames < 20, "the result never left"
     assert frames >= 4  # it waited for the credit, it did not jump the budget
+
+
+def test_events_below_the_mission_s_severity_are_counted_not_sent(tmp_path):
+    service, transport, log, _ = make_service(tmp_path, event_severity="warning")
+    log.emit(events.SCRUB_PASS_COMPLETED)  # debug
+    log.emit(events.TC_ACCEPTED, command="ping")  # info
+    log.emit(events.TM_DROPPED, priority="bulk")  # warning
+    drain(service)
+    sent = [decode_telemetry(r).values for r in transport.sent]
+    assert [v["event_id"] for v in sent if "event_id" in v] == [events.TM_DROPPED.id]
+    assert log.count(events.SCRUB_PASS_COMPLETED) == 1
