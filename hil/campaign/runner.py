@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import hashlib
 import importlib
+import math
 import multiprocessing
 import os
 import signal
@@ -30,8 +30,8 @@ from typing import Any, TextIO
 import flight
 from flight.errors import ConfigError
 from hil.campaign.outcome import Outcome, RunResult
-from hil.campaign.spec import CampaignSpec, load_spec
-from hil.campaign.stats import Strata, wilson
+from hil.campaign.spec import CampaignSpec, file_sha256, load_spec
+from hil.campaign.stats import Interval, Strata
 from hil.campaign.store import Store
 
 __all__ = ["ENGINES", "CampaignError", "Progress", "run_campaign"]
@@ -63,7 +63,7 @@ class Snapshot:
     planned: dict[str, int]
     done: dict[str, int]
     counts: dict[str, dict[str, int]]
-    sdc: dict[str, tuple[float, float, float]]
+    sdc: dict[str, Interval]
     session_runs: int
     elapsed_s: float
     final: bool = False
@@ -83,13 +83,22 @@ def _clock_text(seconds: float | None) -> str:
         return "--:--"
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
+
+
+def _rate_text(interval: Interval) -> str:
+    if math.isnan(interval.estimate):
+        return "-"
+    return f"{interval.estimate:.2%} [{interval.low:.2%},{interval.high:.2%}]"
 
 
 def format_snapshot(snap: Snapshot) -> str:
     arms = "  ".join(
-        f"{arm} {snap.done[arm]}/{snap.planned[arm]}"
-        f" sdc {snap.sdc[arm][0]:.2%} [{snap.sdc[arm][1]:.2%},{snap.sdc[arm][2]:.2%}]"
+        f"{arm} {snap.done[arm]}/{snap.planned[arm]} sdc {_rate_text(snap.sdc[arm])}"
         for arm in snap.planned
     )
     totals: dict[str, int] = {}
@@ -178,7 +187,12 @@ def _lost_worker_errors() -> tuple[type[BaseException], ...]:
 class _Task:
     arm: str
     indices: tuple[int, ...]
-    attempt: int = 0
+    failures: int = 0  # deaths of its worker while it ran alone (so certainly its own)
+    suspect: bool = False  # lost with a broken pool, killer or bystander: run it alone next
+
+    @property
+    def solo(self) -> bool:
+        return self.suspect or self.failures > 0
 
 
 @dataclass
@@ -200,22 +214,14 @@ def _engine_module(spec: CampaignSpec, engine: ModuleType | str | None) -> Modul
     return importlib.import_module(engine or ENGINES[spec.target.level])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def campaign_meta(spec: CampaignSpec) -> dict[str, str]:
     """What a resume must find unchanged: the spec, the model file and the flight version."""
     return {
         "spec_text": spec.text,
         "spec_sha256": spec.sha256,
-        "model_sha256": _sha256(Path(spec.target.model)),
+        "model_sha256": file_sha256(spec.target.model),
         "flight_version": flight.__version__,
-        "seed": str(spec.campaign.seed),
+        "seed": str(spec.seed),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -307,6 +313,7 @@ def run_campaign(
         spec = load_spec(spec)
     if workers < 1:
         raise CampaignError(f"workers must be at least 1, not {workers}")
+    spec.check_files()
     module = _engine_module(spec, engine)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -331,31 +338,27 @@ def _run(
     report = progress if progress is not None else Progress()
     golden = _golden(module, spec, store)
     population = module.fault_space(spec)
-    strata = Strata()
-    for result in store.results():
-        strata.add(result)
+    strata = Strata(spec.confidence)
+    strata.add(store.results())
     counts = store.counts()
     planned = {}
     per_arm: list[list[_Task]] = []
     for arm in spec.arms:
-        planned[arm.name] = spec.runs_for(arm, population)
+        planned[arm.name] = spec.runs_for(arm.name, population)
         _record_arm(store, module, spec, arm, planned[arm.name])
         done = store.done(arm.name)
         todo = (i for i in range(planned[arm.name]) if i not in done)
-        per_arm.append(list(_batches(arm.name, todo, spec.campaign.batch)))
+        per_arm.append(list(_batches(arm.name, todo, spec.batch)))
     state = _State(
         planned=planned,
         done={a: len(store.done(a)) for a in planned},
-        counts={a: dict(counts.get(a, {})) for a in planned},
+        counts={a: {str(o): n for o, n in counts.get(a, {}).items() if n} for a in planned},
         strata=strata,
     )
     queue = _interleave(per_arm)
 
     def snapshot(final: bool = False) -> Snapshot:
-        sdc = {}
-        for arm in planned:
-            n = sum(state.counts[arm].values()) - state.counts[arm].get(Outcome.NOT_INJECTED, 0)
-            sdc[arm] = tuple(wilson(state.counts[arm].get(Outcome.SDC, 0), n))
+        sdc = {arm: state.strata.interval("arm", arm) for arm in planned}
         return Snapshot(
             planned, state.done, state.counts, sdc, state.session_runs,
             time.monotonic() - started, final,
@@ -380,11 +383,16 @@ def _run(
     try:
         with _stop_on_signals(state):
             depth = 2 * _worker_count(pool, workers)
+            solo = False  # a suspect batch runs alone, so that its death is its own
             while True:
-                while state.stop_signal is None and queue and len(inflight) < depth:
-                    task = queue.popleft()
-                    if task.arm in state.early_stopped:
+                while state.stop_signal is None and queue and not solo and len(inflight) < depth:
+                    if queue[0].arm in state.early_stopped:
+                        queue.popleft()
                         continue
+                    if queue[0].solo and inflight:
+                        break
+                    task = queue.popleft()
+                    solo = task.solo
                     batch = module.Batch(spec, task.arm, task.indices, golden)
                     inflight[pool.submit(module.run_batch, batch)] = task
                 if not inflight:
@@ -396,17 +404,22 @@ def _run(
                     try:
                         results = fut.result()
                     except lost as exc:
-                        broken |= isinstance(exc, cf.BrokenExecutor)
-                        _requeue(state, queue, task, max_retries)
+                        pool_broke = isinstance(exc, cf.BrokenExecutor)
+                        broken |= pool_broke
+                        own = solo or not pool_broke  # alone, or a Dask task that killed workers
+                        _requeue(state, queue, task, max_retries, own=own)
                         continue
                     except cf.CancelledError:
                         continue
                     _commit(store, state, task, results)
+                if not inflight:
+                    solo = False
                 if broken and executor is None and not dask:
-                    # A dead process breaks the whole pool: the other batches in it are lost too.
+                    # A dead process breaks the whole pool: every batch in it is lost with it.
                     for task in inflight.values():
-                        _requeue(state, queue, task, max_retries)
+                        _requeue(state, queue, task, max_retries, own=False)
                     inflight.clear()
+                    solo = False
                     owned.pop()()
                     pool = new_executor()
                 _early_stop(spec, state)
@@ -421,28 +434,48 @@ def _run(
 
 
 def _golden(module: ModuleType, spec: CampaignSpec, store: Store) -> Any:
+    """The fault-free outputs, computed here (never by the target under test) before any
+    injection; a resumed campaign must find the ones it started with."""
     golden = module.Golden.compute(spec)
-    store.add_golden(golden.rows())
+    rows = [(int(i), bytes(out), top1) for i, out, top1 in golden.rows()]
+    stored = store.golden()
+    if not stored:
+        store.put_golden(rows)
+    elif stored != rows:
+        raise CampaignError(
+            f"{store.path}: cannot resume: the golden outputs differ from the stored ones "
+            "(were the inputs changed?)"
+        )
     return golden
 
 
-def _record_arm(store: Store, module: ModuleType, spec: CampaignSpec, arm: Any, planned: int) -> None:
-    store.add_arm(arm.name, arm.redundancy, planned, module.inference_seconds(spec, arm))
+def _record_arm(
+    store: Store, module: ModuleType, spec: CampaignSpec, arm: Any, planned: int
+) -> None:
+    known = store.arms().get(arm.name)
+    if known is not None and known.inference_s is not None:
+        inference_s = None  # measured when the campaign started: keep that figure
+    else:
+        inference_s = module.inference_seconds(spec, arm)
+    store.set_arm(arm.name, arm.redundancy, planned, inference_s)
 
 
-def _requeue(state: _State, queue: deque[_Task], task: _Task, max_retries: int) -> None:
-    if task.attempt >= max_retries:
+def _requeue(state: _State, queue: deque[_Task], task: _Task, max_retries: int, own: bool) -> None:
+    """Put a lost batch back at the head of the queue; a batch that killed its worker more than
+    ``max_retries`` times is given up for this session (its runs stay undone, never invented)."""
+    failures = task.failures + own
+    if failures > max_retries:
         state.abandoned.setdefault(task.arm, []).extend(task.indices)
         return
     state.retries += 1
-    queue.appendleft(_Task(task.arm, task.indices, task.attempt + 1))
+    queue.appendleft(_Task(task.arm, task.indices, failures, suspect=not own))
 
 
 def _commit(store: Store, state: _State, task: _Task, results: list[RunResult]) -> None:
     _check_batch(task, results)
     store.add(results)
+    state.strata.add(results)
     for result in results:
-        state.strata.add(result)
         per_arm = state.counts[result.arm]
         per_arm[result.outcome.value] = per_arm.get(result.outcome.value, 0) + 1
     state.done[task.arm] += len(results)
@@ -450,22 +483,21 @@ def _commit(store: Store, state: _State, task: _Task, results: list[RunResult]) 
 
 
 def _early_stop(spec: CampaignSpec, state: _State) -> None:
-    if not spec.campaign.early_stop:
+    if not spec.early_stop:
         return
     for arm in state.planned:
-        if arm not in state.early_stopped and state.strata.met(spec.campaign.margin, arm=arm):
+        if arm not in state.early_stopped and state.strata.met(spec.margin, arm=arm):
             state.early_stopped.add(arm)
 
 
 def _summary(store: Store, state: _State, snap: Snapshot, elapsed_s: float) -> dict[str, Any]:
     arms = {}
     for arm, planned in state.planned.items():
-        estimate, low, high = snap.sdc[arm]
         arms[arm] = {
             "planned": planned,
             "done": state.done[arm],
             "counts": dict(state.counts[arm]),
-            "sdc_rate": {"estimate": estimate, "low": low, "high": high},
+            "sdc_rate": snap.sdc[arm].to_json(),
             "early_stopped": arm in state.early_stopped,
             "abandoned": sorted(state.abandoned.get(arm, [])),
         }
