@@ -88,7 +88,7 @@ def classify(seed: int, arm: str, index: int) -> RunResult:
     )
 
 
-def _marker(batch: Batch) -> Path:
+def marker_of(batch: Batch) -> Path:
     tag = hashlib.sha256(batch.spec.text.encode()).hexdigest()[:16]
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"fake-engine-{tag}-{batch.arm}.died"
 
@@ -96,9 +96,10 @@ def _marker(batch: Batch) -> Path:
 def run_batch(batch: Batch) -> list[RunResult]:
     name = batch.spec.name
     if "die" in name and 5 in batch.indices:
-        marker = _marker(batch)
+        marker = marker_of(batch)
         if "dieall" in name or not marker.exists():
-            marker.touch()
+            with marker.open("a") as deaths:
+                deaths.write("x")  # one character per death: the tests count the attempts
             os._exit(3)  # the worker dies mid-batch, as a crashed process or a lost board would
     results = []
     for index in batch.indices:

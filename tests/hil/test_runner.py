@@ -25,6 +25,7 @@ import pytest
 import flight
 from hil.campaign import runner
 from hil.campaign.runner import Progress, Snapshot, run_campaign
+from hil.campaign.spec import load_spec
 from hil.campaign.stats import Interval
 
 HERE = Path(__file__).resolve().parent
@@ -73,37 +74,45 @@ def quiet(_snap: Snapshot) -> None:
     pass
 
 
-def fake_hil(*args: str, **kwargs) -> subprocess.Popen:
-    """``hil`` with the fake engine, as a separate harness process (in its own session, so that
-    the test can reap the pool workers it leaves behind when killed)."""
-    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
-    return subprocess.Popen(
-        [sys.executable, "-m", "fake_engine", *args],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
+class Harness:
+    """``hil`` with the fake engine as a separate process, in its own session (the test reaps
+    the pool workers a killed harness leaves behind). Output goes to files, not pipes: orphaned
+    workers would hold a pipe open after the harness died."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.out_path, self.err_path = tmp_path / f"{tag}.out", tmp_path / f"{tag}.err"
+        path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+        with self.out_path.open("w") as out, self.err_path.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fake_engine", *args],
+                env={**os.environ, "PYTHONPATH": path},
+                start_new_session=True,
+                stdout=out,
+                stderr=err,
+            )
+        self.pid = self.proc.pid
+
+    def finish(self) -> tuple[int, str, str]:
+        code = self.proc.wait(timeout=300)
+        return code, self.out_path.read_text(), self.err_path.read_text()
 
 
 @pytest.fixture
-def reap() -> Iterator[list[subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
+def reap() -> Iterator[list[Harness]]:
+    started: list[Harness] = []
     yield started
     for proc in started:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.proc.wait()
 
 
-def wait_for_rows(db: Path, proc: subprocess.Popen, at_least: int) -> int:
+def wait_for_rows(db: Path, harness: Harness, at_least: int) -> int:
     """Poll the store until ``at_least`` runs are committed (generous bound: a loaded machine)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
+        assert harness.proc.poll() is None, harness.err_path.read_text()
         if db.exists():
             with suppress(sqlite3.OperationalError):
                 conn = sqlite3.connect(db, timeout=30)
@@ -164,18 +173,20 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path: Path, reap) ->
     spec = write_spec(tmp_path / "spec.toml", name="slow", runs=runs, batch=4)
     out = tmp_path / "out"
     db = out / "campaign.sqlite"
-    proc = fake_hil("campaign", "run", str(spec), "--out", str(out), "--workers", "2")
-    reap.append(proc)
-    wait_for_rows(db, proc, at_least=24)
-    proc.send_signal(signal.SIGKILL)  # the harness only: its workers are orphaned mid-batch
-    proc.wait()
+    harness = Harness(tmp_path, "campaign", "run", str(spec), "--out", str(out), "--workers", "2")
+    reap.append(harness)
+    wait_for_rows(db, harness, at_least=24)
+    os.kill(harness.pid, signal.SIGKILL)  # the harness only: its workers are orphaned mid-batch
+    harness.proc.wait()
     before = stored_rows(db, what_only=False)
     assert 24 <= len(before) < 2 * runs, "the kill should land mid-campaign"
 
-    again = fake_hil("campaign", "run", str(spec), "--out", str(out), "--workers", "2", "--resume")
+    again = Harness(
+        tmp_path, "campaign", "run", str(spec), "--out", str(out), "--workers", "2", "--resume"
+    )
     reap.append(again)
-    stdout, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
+    code, stdout, stderr = again.finish()
+    assert code == 0, stderr
     summary = json.loads(stdout)
     after = stored_rows(db, what_only=False)
     assert set(after) == expected_keys(arms, runs)
@@ -189,22 +200,22 @@ def test_sigterm_stops_dispatching_commits_finished_batches_and_resumes(
 ) -> None:
     spec = write_spec(tmp_path / "spec.toml", name="slow", runs=150, batch=4, arms=("none",))
     out = tmp_path / "out"
-    proc = fake_hil("campaign", "run", str(spec), "--out", str(out), "--workers", "2")
-    reap.append(proc)
-    wait_for_rows(out / "campaign.sqlite", proc, at_least=12)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    harness = Harness(tmp_path, "campaign", "run", str(spec), "--out", str(out), "--workers", "2")
+    reap.append(harness)
+    wait_for_rows(out / "campaign.sqlite", harness, at_least=12)
+    os.kill(harness.pid, signal.SIGTERM)
+    code, stdout, stderr = harness.finish()
+    assert code == 128 + signal.SIGTERM, stderr
     summary = json.loads(stdout)
     assert summary["stopped_by"] == "SIGTERM" and not summary["complete"]
     stored = stored_rows(out / "campaign.sqlite")
     assert len(stored) == summary["arms"]["none"]["done"] < 150  # what finished is all committed
     assert len(stored) % 4 == 0  # whole batches only
 
-    again = fake_hil("campaign", "run", str(spec), "--out", str(out), "--resume")
+    again = Harness(tmp_path, "campaign", "run", str(spec), "--out", str(out), "--resume")
     reap.append(again)
-    _, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
+    code, _, stderr = again.finish()
+    assert code == 0, stderr
     assert set(stored_rows(out / "campaign.sqlite")) == expected_keys(("none",), 150)
 
 
@@ -284,16 +295,26 @@ def test_a_batch_whose_worker_dies_runs_again_and_nothing_is_lost_or_repeated(
     assert set(rows) == expected_keys(("none", "tmr"), 40)
 
 
-def test_a_batch_that_always_kills_its_worker_is_given_up_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_a_batch_that_always_kills_its_worker_is_given_up_alone(
+    tmp_path: Path, max_retries: int
+) -> None:
     """Bounded retries; the batches that shared the broken pool are not blamed for it."""
-    spec = write_spec(tmp_path / "spec.toml", name="dieall", runs=24, batch=4, arms=("none",))
-    summary = run_campaign(
-        spec, tmp_path / "out", workers=2, engine=fake_engine, progress=quiet, max_retries=1
+    spec = write_spec(
+        tmp_path / "spec.toml", name=f"dieall {uuid.uuid4()}", runs=24, batch=4, arms=("none",)
     )
+    summary = run_campaign(
+        spec, tmp_path / "out", workers=2, engine=fake_engine, progress=quiet,
+        max_retries=max_retries,
+    )  # fmt: skip
     assert summary["arms"]["none"]["abandoned"] == [4, 5, 6, 7]
     assert not summary["complete"]
     rows = stored_rows(tmp_path / "out" / "campaign.sqlite")
     assert set(rows) == {("none", i) for i in range(24) if i not in (4, 5, 6, 7)}
+    killer = fake_engine.Batch(load_spec(spec), "none", (4, 5, 6, 7), None)
+    # first death among other batches (the pool broke under all of them: nobody blamed), then
+    # alone: the first try and max_retries more
+    assert len(fake_engine.marker_of(killer).read_text()) == 1 + 1 + max_retries
 
 
 def _snap(done: int, elapsed: float, final: bool = False) -> Snapshot:
