@@ -141,3 +141,22 @@ def test_early_stop_waits_for_every_stratum_with_enough_runs():
     assert s.met(0.05, outcome=Outcome.DUE, arm="none")
     with pytest.raises(ValueError):
         s.met(0.0)
+
+
+def test_classification_rules():
+    from hil.campaign.outcome import classify
+
+    def c(injected=True, delivered=True, matches_golden=True, corrected=False):
+        return classify(
+            injected=injected, delivered=delivered, matches_golden=matches_golden,
+            corrected=corrected,
+        )  # fmt: skip
+
+    # an injection that did not land is never masked, whatever else happened
+    assert c(injected=False) is Outcome.NOT_INJECTED
+    assert c(injected=False, delivered=False, matches_golden=False) is Outcome.NOT_INJECTED
+    assert c(delivered=False, matches_golden=False, corrected=True) is Outcome.DUE
+    assert c() is Outcome.MASKED
+    assert c(corrected=True) is Outcome.CORRECTED
+    assert c(matches_golden=False) is Outcome.SDC
+    assert c(matches_golden=False, corrected=True) is Outcome.SDC

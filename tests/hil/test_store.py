@@ -159,6 +159,21 @@ def _scribbled(path):
     path.write_bytes(bytes(data))
 
 
+def _index_mismatch(path):
+    """A row whose key no longer matches its index entry: readable page by page, caught only
+    by the integrity check."""
+    with Store.create(path, META) as store:
+        store.add(run(index=i) for i in range(50))
+        store.add([run("qzqzqz", 0)])
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    data = path.read_bytes()
+    assert data.count(b"qzqzqz") == 2  # once in the table, once in the primary-key index
+    path.write_bytes(data.replace(b"qzqzqz", b"qzqzqy", 1))
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
     [
@@ -169,9 +184,10 @@ def _scribbled(path):
         (_old_version, "schema version '0'"),
         (_truncated, "left as it is"),
         (_scribbled, "left as it is"),
+        (_index_mismatch, "the campaign database is corrupt (left as it is)"),
     ],
     ids=["empty", "random", "header-then-random", "foreign", "old-version", "truncated",
-         "scribbled"],
+         "scribbled", "index-mismatch"],
 )  # fmt: skip
 def test_a_corrupt_or_foreign_database_is_refused_and_left_untouched(tmp_path, make, words):
     path = tmp_path / "campaign.sqlite"
