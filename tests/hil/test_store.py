@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -210,6 +211,34 @@ def test_a_corrupt_or_foreign_database_is_refused_and_left_untouched(tmp_path, m
             assert p.stat().st_size == 0
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-shm", "-wal")))
     assert left == siblings
+
+
+def test_campaign_meta_resumes_the_same_spec_and_refuses_an_edited_model(tmp_path):
+    import shutil
+
+    import flight
+    from hil.campaign.spec import load_spec
+    from hil.campaign.store import campaign_meta
+
+    model = tmp_path / "m.flm"
+    shutil.copy(Path(flight.__file__).parent / "data" / "digits_cnn.flm", model)
+    (tmp_path / "s.toml").write_text(
+        '[campaign]\nname = "c"\nruns = 3\n[target]\nmodel = "m.flm"\n'
+        '[fault]\n[[arm]]\nname = "a"\n'
+    )
+    meta = campaign_meta(load_spec(tmp_path / "s.toml"))
+    assert meta["flight_version"] == flight.__version__ and meta["seed"] == "0"
+    assert meta["model_sha256"] == sha(model)
+    Store.create(tmp_path / "c.sqlite", meta).close()
+    with Store.open(tmp_path / "c.sqlite") as store:
+        store.check_resume(campaign_meta(load_spec(tmp_path / "s.toml")))
+        with model.open("r+b") as f:
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 1]))
+        with pytest.raises(StoreError, match="the model file"):
+            store.check_resume(campaign_meta(load_spec(tmp_path / "s.toml")))
 
 
 def test_a_missing_database_is_refused_not_created(tmp_path):
