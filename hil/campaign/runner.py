@@ -27,12 +27,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-import flight
 from flight.errors import ConfigError
 from hil.campaign.outcome import Outcome, RunResult
-from hil.campaign.spec import CampaignSpec, file_sha256, load_spec
+from hil.campaign.spec import CampaignSpec, load_spec
 from hil.campaign.stats import Interval, Strata
-from hil.campaign.store import Store
+from hil.campaign.store import Store, campaign_meta
 
 __all__ = ["ENGINES", "CampaignError", "Progress", "run_campaign"]
 
@@ -212,18 +211,6 @@ def _engine_module(spec: CampaignSpec, engine: ModuleType | str | None) -> Modul
     if isinstance(engine, ModuleType):
         return engine
     return importlib.import_module(engine or ENGINES[spec.target.level])
-
-
-def campaign_meta(spec: CampaignSpec) -> dict[str, str]:
-    """What a resume must find unchanged: the spec, the model file and the flight version."""
-    return {
-        "spec_text": spec.text,
-        "spec_sha256": spec.sha256,
-        "model_sha256": file_sha256(spec.target.model),
-        "flight_version": flight.__version__,
-        "seed": str(spec.seed),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _open_store(path: Path, meta: dict[str, str], resume: bool) -> Store:
