@@ -18,6 +18,22 @@ the same process.
   loaded model and runner are cached per process and (model, arm).
 * :func:`fault_space` (the population N of the sample-size formula) and
   :func:`inference_seconds` (fault-free time per inference, for the overhead figure).
+
+A :class:`RunResult` from here names the site's buffer in ``layer`` (weights: the executable
+tensor, e.g. ``conv2.weight@packed1``; activations: the tensor a node writes, e.g.
+``relu2.out``; outputs: the voted output; crc-tables: the region), ``byte_offset`` is the first
+byte of ``old``/``new`` inside that site's buffer (weights: the replica's whole weight copy;
+activations and outputs: the tensor; crc-tables: the table copy), ``bit`` the lowest flipped
+bit inside its little-endian 32-bit word, and ``extra`` the replica (or table copy), the input,
+the word inside ``layer`` and what the decision did (re-execution, words corrected at vote
+points, the scrub's findings).
+
+Classification (hil-spec): read-back unchanged -> NOT_INJECTED; output withheld (no majority,
+split vote, an unsafe vote point, DWC mismatch twice) -> DUE; delivered and bitwise equal to
+golden -> CORRECTED if the voter outvoted a word, DWC re-executed, a vote point corrected a word
+or the scrub repaired something, else MASKED; delivered and different -> SDC. An upset is
+transient (a DWC re-execution does not see it again, except in weights, which stay wrong until
+undone); a stuck-at is permanent for the run (re-applied on re-execution).
 """
 
 from __future__ import annotations

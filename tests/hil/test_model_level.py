@@ -4,6 +4,7 @@ of batching, verified by read-back, and classified the way each redundancy mode 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -79,6 +80,8 @@ def test_same_seed_and_index_give_the_same_run_and_every_arm_the_same_fault(gold
     ml.clear_cache()  # a fresh process's worth of models, runners and inputs
     again = run(spec, "tmr", indices, golden)
     assert [stable(r) for r in again] == [stable(r) for r in first["tmr"]]
+    shipped = pickle.loads(pickle.dumps(ml.Batch(spec, "tmr", tuple(indices), golden)))
+    assert [stable(r) for r in ml.run_batch(shipped)] == [stable(r) for r in first["tmr"]]
     assert ml.draw(spec, 5) == ml.draw(spec, 5)
     assert ml.draw(spec, 5) != ml.draw(spec, 6)
     assert ml.draw(spec, 5) != ml.draw(make_spec(ALL_SITES, seed=8), 5)
