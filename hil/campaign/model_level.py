@@ -116,6 +116,21 @@ class Golden:
         top1 = np.array([int(np.argmax(o)) for o in outputs], dtype=np.int64)
         return cls(outputs, top1)
 
+    def rows(self) -> list[tuple[int, bytes, int]]:
+        """(input, output bytes, top-1) per input: the store's ``golden`` table."""
+        return [(i, self.outputs[i].tobytes(), int(self.top1[i])) for i in range(len(self))]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, bytes, int | None]], shape: tuple) -> Golden:
+        """Back from :meth:`rows` (a resumed campaign's stored golden); ``shape`` is one
+        output's shape."""
+        rows = sorted(rows)
+        if [r[0] for r in rows] != list(range(len(rows))):
+            raise ValueError("golden rows must be inputs 0..N-1, each once")
+        outputs = np.stack([np.frombuffer(r[1], dtype=np.float32).reshape(shape) for r in rows])
+        top1 = np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64)
+        return cls(outputs, top1)
+
 
 def compute_golden(spec: CampaignSpec) -> Golden:
     """The golden run of a spec (:meth:`Golden.compute`)."""
@@ -123,6 +138,19 @@ def compute_golden(spec: CampaignSpec) -> Golden:
 
 
 def _model_path(spec: CampaignSpec) -> Path:
+    """The spec's model file; first forgets this process's cache if the model or inputs file
+    changed since it was loaded (a long-lived Dask worker serving the next campaign)."""
+    for path in (spec.target.model, spec.target.inputs):
+        if path is not None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # reported where the file is read
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            known = _STAMPS.setdefault(str(path), stamp)
+            if known != stamp:
+                clear_cache()
+                _STAMPS[str(path)] = stamp
     return Path(spec.target.model)
 
 
@@ -320,6 +348,7 @@ class _Space:
 
 
 def _space(spec: CampaignSpec) -> _Space:
+    _model_path(spec)
     key = (spec.target, spec.fault, spec.seed)
     space = _SPACES.get(key)
     if space is None:
@@ -371,11 +400,12 @@ _RUNNERS: dict[tuple[str, str, tuple[str, ...]], _Runner] = {}
 _LAYERS: dict[str, dict[str, _Layers]] = {}
 _INPUTS: dict[tuple[Any, ...], np.ndarray] = {}
 _SPACES: dict[tuple[Any, ...], _Space] = {}
+_STAMPS: dict[str, tuple[int, int, int]] = {}  # files the caches were built from
 
 
 def clear_cache() -> None:
     """Forget every loaded model, runner and input set of this process."""
-    for cache in (_MODELS, _RUNNERS, _LAYERS, _INPUTS, _SPACES):
+    for cache in (_MODELS, _RUNNERS, _LAYERS, _INPUTS, _SPACES, _STAMPS):
         cache.clear()
 
 

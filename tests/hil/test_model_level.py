@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import flight
 from flight.model import load
 from hil.campaign import model_level as ml
 from hil.campaign.outcome import Outcome
 from hil.campaign.spec import CampaignSpec, SpecError, parse_spec
 
+DATA = Path(flight.__file__).parent / "data"
 ARMS = """
 [[arm]]
 name = "none"
@@ -32,7 +36,13 @@ vote_points = ["relu2.out"]
 """
 
 
-def make_spec(sites: list[str], fault: str = "seu", seed: int = 7, extra: str = "") -> CampaignSpec:
+def make_spec(
+    sites: list[str],
+    fault: str = "seu",
+    seed: int = 7,
+    extra: str = "",
+    model: str = "digits_cnn.flm",
+) -> CampaignSpec:
     quoted = ", ".join(f'"{s}"' for s in sites)
     text = f"""
 [campaign]
@@ -40,7 +50,7 @@ name = "model-level-test"
 seed = {seed}
 runs = 100
 [target]
-model = "digits_cnn.flm"
+model = "{model}"
 [fault]
 model = "{fault}"
 sites = [{quoted}]
@@ -248,3 +258,22 @@ def test_what_this_level_cannot_inject_is_refused(golden):
         run(spec, "none", [0], short)
     with pytest.raises(KeyError, match="no arm"):
         run(spec, "nope", [0], golden)
+
+
+def test_golden_round_trips_through_the_stores_rows(golden):
+    back = ml.Golden.from_rows(reversed(golden.rows()), golden.outputs.shape[1:])
+    assert back.outputs.tobytes() == golden.outputs.tobytes()
+    assert np.array_equal(back.top1, golden.top1)
+    with pytest.raises(ValueError, match="each once"):
+        ml.Golden.from_rows(golden.rows()[1:], golden.outputs.shape[1:])
+
+
+def test_a_model_file_changed_in_place_is_loaded_again(tmp_path):
+    model = tmp_path / "model.flm"
+    shutil.copyfile(DATA / "digits_cnn.flm", model)
+    spec = make_spec(["weights"], model=str(model))
+    before = ml.fault_space(spec)
+    shutil.copyfile(DATA / "warmup.flm", model)  # another model under the same name
+    after = ml.fault_space(spec)
+    assert after != before
+    assert after == ml.fault_space(make_spec(["weights"], model=str(DATA / "warmup.flm")))
