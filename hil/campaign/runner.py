@@ -149,8 +149,10 @@ def _ignore_sigint() -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # Never fork: the harness has run numba (the golden run) and may hold its threading layer,
-    # which a forked child inherits half-initialised. A forkserver starts from a clean process.
+    # Never fork: when the pool starts, the harness holds an open SQLite connection (WAL) and
+    # has run numba (the golden run); a forked child would inherit both, and numba's threading
+    # layers are not fork-safe should a kernel ever go parallel. A forkserver child starts from
+    # a clean process that has imported neither.
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
@@ -348,7 +350,7 @@ def _run(
         sdc = {arm: state.strata.interval("arm", arm) for arm in planned}
         return Snapshot(
             planned, state.done, state.counts, sdc, state.session_runs,
-            time.monotonic() - started, final,
+            time.monotonic() - dispatching, final,
         )  # fmt: skip
 
     owned: list[Callable[[], None]] = []
@@ -367,6 +369,7 @@ def _run(
     pool = executor if executor is not None else new_executor()
     lost = _lost_worker_errors() + tuple(getattr(module, "LOST_ERRORS", ()))
     inflight: dict[cf.Future[list[RunResult]], _Task] = {}
+    dispatching = time.monotonic()  # the rate counts injections, not the golden run
     try:
         with _stop_on_signals(state):
             depth = 2 * _worker_count(pool, workers)

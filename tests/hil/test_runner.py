@@ -352,3 +352,58 @@ def test_progress_rewrites_one_line_on_a_terminal() -> None:
     show(_snap(20, 2.0))
     assert stream.getvalue().count("\r") == 2 and "\n" not in stream.getvalue()
     assert "10 runs/s" in stream.getvalue() and "00:08" in stream.getvalue()  # 80 left at 10/s
+
+
+def test_resume_refuses_golden_outputs_that_changed(tmp_path: Path, monkeypatch) -> None:
+    """The inputs file is not in the resume checks' hashes: the golden outputs catch it."""
+    spec = write_spec(tmp_path / "spec.toml", runs=8)
+    run_campaign(spec, tmp_path / "out", engine=fake_engine, progress=quiet)
+    monkeypatch.setattr(fake_engine.Golden, "compute", classmethod(lambda cls, s: cls(s.seed + 1)))
+    with pytest.raises(runner.CampaignError, match="golden outputs differ"):
+        run_campaign(spec, tmp_path / "out", engine=fake_engine, progress=quiet, resume=True)
+
+
+def test_campaign_report_hands_the_directory_to_the_report_module(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import types
+
+    from hil import cli
+
+    seen = []
+    report = types.ModuleType("hil.campaign.report")
+    report.write_report = lambda out: seen.append(out) or Path(out) / "report.html"
+    monkeypatch.setitem(sys.modules, "hil.campaign.report", report)
+    assert cli.main(["campaign", "report", str(tmp_path)]) == 0
+    assert seen == [str(tmp_path)]
+    assert "report.html" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# The real model-level engine, through the command line
+# --------------------------------------------------------------------------------------------
+def test_a_small_real_model_level_campaign_through_the_cli(tmp_path: Path, capsys) -> None:
+    from hil import cli
+    from hil.campaign.outcome import Outcome
+
+    spec = write_spec(tmp_path / "spec.toml", name="real", runs=96, batch=48)
+    out = tmp_path / "out"
+    assert cli.main(["campaign", "run", str(spec), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    db = out / "campaign.sqlite"
+    assert set(stored_rows(db)) == expected_keys(("none", "tmr"), 96)
+    for arm in ("none", "tmr"):
+        assert sum(summary["arms"][arm]["counts"].values()) == 96  # not-injected counted apart
+    assert summary["arms"]["tmr"]["counts"].get(Outcome.SDC, 0) == 0
+    assert summary["arms"]["none"]["counts"].get(Outcome.SDC, 0) > 0
+    assert summary["arms"]["tmr"]["sdc_rate"]["high"] > 0  # the upper bound of zero events
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM golden").fetchone()[0] > 0  # golden first
+        inference = dict(conn.execute("SELECT name, inference_s FROM arms"))
+    finally:
+        conn.close()
+    assert set(inference) == {"none", "tmr"} and all(s > 0 for s in inference.values())
+
+    assert cli.main(["campaign", "run", str(spec), "--out", str(out), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs_this_session"] == 0
