@@ -25,7 +25,12 @@ def add_parser(sub: Any) -> None:
     run.add_argument("spec", metavar="SPEC", help="the campaign spec (TOML)")
     run.add_argument("--out", required=True, metavar="DIR", help="results: DIR/campaign.sqlite")
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive, default=1, metavar="N", help="local processes")
+    where.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="local worker processes (default: 1; at board level, one per spawned board)",
+    )
     where.add_argument("--dask", metavar="tcp://HOST:PORT", help="a Dask scheduler to run on")
     run.add_argument("--resume", action="store_true", help="continue the campaign in DIR")
     run.set_defaults(func=_run)

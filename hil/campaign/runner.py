@@ -285,7 +285,7 @@ def run_campaign(
     out_dir: str | os.PathLike[str],
     *,
     executor: cf.Executor | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     dask: str | None = None,
     resume: bool = False,
     progress: Callable[[Snapshot], None] | None = None,
@@ -295,11 +295,15 @@ def run_campaign(
     """Run (or resume) the campaign of ``spec`` into ``out_dir/campaign.sqlite``.
 
     ``executor`` is used as given and not shut down; otherwise a Dask client's executor when
-    ``dask`` is a scheduler address, else a process pool of ``workers``. Returns a summary:
+    ``dask`` is a scheduler address, else a process pool of ``workers`` (default: one per
+    spawned board at board level, where a worker owns a board; else 1). Returns a summary:
     per arm planned / done / counts / SDC interval / early stop, plus retries, batches given up
     and the signal that stopped the run, if any."""
     if not isinstance(spec, CampaignSpec):
         spec = load_spec(spec)
+    if workers is None:
+        spawned = spec.target.level == "board" and spec.target.board == "spawn"
+        workers = spec.target.boards if spawned else 1
     if workers < 1:
         raise CampaignError(f"workers must be at least 1, not {workers}")
     spec.check_files()
