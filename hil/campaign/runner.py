@@ -33,7 +33,7 @@ from hil.campaign.spec import CampaignSpec, load_spec
 from hil.campaign.stats import Interval, Strata
 from hil.campaign.store import Store, campaign_meta
 
-__all__ = ["ENGINES", "CampaignError", "Progress", "run_campaign"]
+__all__ = ["ENGINES", "CampaignError", "DaskExecutor", "Progress", "run_campaign"]
 
 #: Engine module per ``[target] level``; a name, so a level is imported only when it runs.
 ENGINES: dict[str, str] = {
@@ -161,6 +161,31 @@ def process_pool(workers: int) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=_pool_context(), initializer=_ignore_sigint
     )
+
+
+class DaskExecutor(cf.Executor):
+    """A Dask client as an executor. Not ``client.get_executor()``: when a worker dies holding
+    a finished result, its future-to-future relay raises inside the event loop and the returned
+    future never resolves (a hang). Here each future is settled from a thread that blocks on
+    the Dask future's own ``result()``, which re-gathers or raises."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        out: cf.Future[Any] = cf.Future()
+        out.set_running_or_notify_cancel()
+        remote = self._client.submit(fn, *args, pure=False, **kwargs)
+
+        def settle(done: Any) -> None:
+            try:
+                out.set_result(done.result())
+            except BaseException as exc:  # the run's own error, or the worker's loss
+                out.set_exception(exc)
+
+        remote.add_done_callback(settle)
+        out.remote = remote  # type: ignore[attr-defined]  # keeps it alive (and cancellable)
+        return out
 
 
 def _lost_worker_errors() -> tuple[type[BaseException], ...]:
@@ -365,7 +390,7 @@ def _run(
 
             client = Client(dask)
             owned.append(client.close)
-            return client.get_executor()
+            return DaskExecutor(client)
         pool = process_pool(workers)
         owned.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
         return pool

@@ -407,3 +407,29 @@ def test_a_small_real_model_level_campaign_through_the_cli(tmp_path: Path, capsy
 
     assert cli.main(["campaign", "run", str(spec), "--out", str(out), "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["runs_this_session"] == 0
+
+
+def test_a_dask_worker_that_dies_loses_its_batch_to_a_retry_not_to_the_campaign(
+    tmp_path: Path,
+) -> None:
+    """The scheduler gives up on a task whose worker died at once (allowed-failures 0), so the
+    runner's own re-queue is what saves the batch; the nanny restarts the worker."""
+    import dask
+    from distributed import LocalCluster
+
+    spec = write_spec(tmp_path / "spec.toml", name=f"die {uuid.uuid4()}", runs=24, batch=4)
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+    ):  # fmt: skip
+        summary = run_campaign(
+            spec, tmp_path / "out", dask=cluster.scheduler_address, engine=fake_engine,
+            progress=quiet,
+        )  # fmt: skip
+    assert summary["complete"] and summary["retries"] >= 2
+    assert set(stored_rows(tmp_path / "out" / "campaign.sqlite")) == expected_keys(
+        ("none", "tmr"), 24
+    )
