@@ -433,3 +433,17 @@ def test_a_dask_worker_that_dies_loses_its_batch_to_a_retry_not_to_the_campaign(
     assert set(stored_rows(tmp_path / "out" / "campaign.sqlite")) == expected_keys(
         ("none", "tmr"), 24
     )
+
+
+def test_the_real_engine_stores_the_same_runs_on_a_pool_and_on_dask(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    spec = write_spec(tmp_path / "spec.toml", name="real", runs=48, batch=16)
+    run_campaign(spec, tmp_path / "pool", workers=2, progress=quiet)
+    with LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        run_campaign(spec, tmp_path / "dask", dask=cluster.scheduler_address, progress=quiet)
+    pool = stored_rows(tmp_path / "pool" / "campaign.sqlite")
+    assert set(pool) == expected_keys(("none", "tmr"), 48)
+    assert pool == stored_rows(tmp_path / "dask" / "campaign.sqlite")
