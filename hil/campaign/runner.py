@@ -382,17 +382,17 @@ def _run(
             time.monotonic() - dispatching, final,
         )  # fmt: skip
 
-    owned: list[Callable[[], None]] = []
+    owned: list[Callable[[bool], None]] = []  # close(wait) of what this call started
 
     def new_executor() -> cf.Executor:
         if dask:
             from distributed import Client
 
             client = Client(dask)
-            owned.append(client.close)
+            owned.append(lambda wait: client.close())
             return DaskExecutor(client)
         pool = process_pool(workers)
-        owned.append(lambda: pool.shutdown(wait=True, cancel_futures=True))
+        owned.append(lambda wait: pool.shutdown(wait=wait, cancel_futures=True))
         return pool
 
     pool = executor if executor is not None else new_executor()
@@ -439,15 +439,18 @@ def _run(
                         _requeue(state, queue, task, max_retries, own=False)
                     inflight.clear()
                     solo = False
-                    owned.pop()()
+                    owned.pop()(True)
                     pool = new_executor()
                 _early_stop(spec, state)
                 report(snapshot())
-    finally:
+    except BaseException:  # a second signal, or a bug: do not wait for running batches
         for fut in inflight:
             fut.cancel()
         for close in owned:
-            close()
+            close(False)
+        raise
+    for close in owned:
+        close(True)
     report(snapshot(final=True))
     return _summary(store, state, snapshot(final=True), time.monotonic() - started)
 
