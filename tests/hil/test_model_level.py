@@ -253,6 +253,8 @@ def test_what_this_level_cannot_inject_is_refused(golden):
         ml.fault_space(hang)
     with pytest.raises(ValueError, match="index"):
         ml.draw(spec, -1)
+    with pytest.raises(ValueError, match="index"):
+        run(spec, "none", [0, -1], golden)
     short = ml.Golden(golden.outputs[:3], golden.top1[:3])
     with pytest.raises(ValueError, match="golden"):
         run(spec, "none", [0], short)
