@@ -53,6 +53,7 @@ import numpy as np
 
 from flight import inject
 from flight.memory import CRC_TABLE_COPIES
+from flight.model.executor import ModelError
 from flight.modes import REPLICAS
 from flight.redundancy import RedundantResult, VotePoints, decide
 from flight.vote import prepare
@@ -202,15 +203,18 @@ def _load_inputs(spec: CampaignSpec) -> np.ndarray:
 
 
 def _read_array(path: Path) -> np.ndarray:
+    """The samples in a .npy file, or the ``x`` array of a .npz file."""
     try:
-        with np.load(path) as data:
-            if isinstance(data, np.ndarray):
-                return np.asarray(data)
-            if "x" not in data:
-                raise SpecError(f"[target] inputs: {path} has no array named 'x'")
-            return np.asarray(data["x"])
+        data = np.load(path)  # allow_pickle stays False: an inputs file runs no code
+        if isinstance(data, np.ndarray):
+            return data
+        with data:
+            x = np.asarray(data["x"]) if "x" in data.files else None
     except (OSError, ValueError) as exc:
         raise SpecError(f"[target] inputs: cannot read {path} ({exc})") from exc
+    if x is None:
+        raise SpecError(f"[target] inputs: {path} has no array named 'x'")
+    return x
 
 
 def _fit(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -442,7 +446,11 @@ def _runner(spec: CampaignSpec, arm: str | ArmSpec) -> _Runner:
     runner = _RUNNERS.get(key)
     if runner is None:
         model = _load_model(path, REPLICAS[arm.redundancy])
-        runner = _RUNNERS[key] = _Runner(model, arm.redundancy, tuple(arm.vote_points))
+        try:
+            runner = _Runner(model, arm.redundancy, tuple(arm.vote_points))
+        except ModelError as exc:  # a vote point the model does not have
+            raise SpecError(f"{spec.source}: [[arm]] {arm.name!r} vote_points: {exc}") from None
+        _RUNNERS[key] = runner
     return runner
 
 

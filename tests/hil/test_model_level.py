@@ -279,3 +279,41 @@ def test_a_model_file_changed_in_place_is_loaded_again(tmp_path):
     after = ml.fault_space(spec)
     assert after != before
     assert after == ml.fault_space(make_spec(["weights"], model=str(DATA / "warmup.flm")))
+
+
+def with_inputs(spec: CampaignSpec, path: Path) -> CampaignSpec:
+    return dataclasses.replace(spec, target=dataclasses.replace(spec.target, inputs=path))
+
+
+def test_inputs_come_from_the_spec_else_the_demo_data_else_seeded_random(tmp_path):
+    digits = np.load(DATA / "digits_test.npz")["x"]
+    spec = make_spec(["weights"])
+    default = ml.load_inputs(spec)
+    assert default.shape == (len(digits), 1, 1, 8, 8)
+    assert np.array_equal(default.reshape(len(digits), -1), digits.reshape(len(digits), -1))
+    np.save(tmp_path / "few.npy", digits[:5])
+    np.savez(tmp_path / "few.npz", x=digits[5:8], y=np.arange(3))
+    npy = with_inputs(spec, tmp_path / "few.npy")
+    assert np.array_equal(ml.load_inputs(npy).reshape(5, -1), digits[:5].reshape(5, -1))
+    npz = with_inputs(spec, tmp_path / "few.npz")
+    assert ml.load_inputs(npz).shape == (3, 1, 1, 8, 8)
+    assert ml.draw(npz, 7).input == 7 % 3
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 5), dtype=np.float32))
+    with pytest.raises(SpecError, match=r"wrong\.npy holds samples of shape \(5,\)"):
+        ml.load_inputs(with_inputs(spec, tmp_path / "wrong.npy"))
+    np.savez(tmp_path / "nox.npz", y=np.arange(3))
+    with pytest.raises(SpecError, match="no array named 'x'"):
+        ml.load_inputs(with_inputs(spec, tmp_path / "nox.npz"))
+    # a model the demo data does not fit: random inputs, fixed by the seed
+    other = ml.load_inputs(make_spec(["weights"], model="warmup.flm"))
+    assert other.shape == (64, 1, 4, 8, 8)
+    assert np.array_equal(other, ml.load_inputs(make_spec(["weights"], model="warmup.flm")))
+    reseeded = ml.load_inputs(make_spec(["weights"], model="warmup.flm", seed=8))
+    assert not np.array_equal(other, reseeded)
+
+
+def test_a_vote_point_the_model_does_not_have_is_a_spec_error(golden):
+    spec = make_spec(["weights"])
+    arms = (dataclasses.replace(spec.arms[3], vote_points=("relu9.out",)),)
+    with pytest.raises(SpecError, match=r"relu9\.out"):
+        run(dataclasses.replace(spec, arms=arms), "tmr-vp", [0], golden)
