@@ -318,3 +318,15 @@ def test_a_vote_point_the_model_does_not_have_is_a_spec_error(golden):
     arms = (dataclasses.replace(spec.arms[3], vote_points=("relu9.out",)),)
     with pytest.raises(SpecError, match=r"relu9\.out"):
         run(dataclasses.replace(spec, arms=arms), "tmr-vp", [0], golden)
+
+
+@pytest.mark.slow
+def test_ten_thousand_upsets_corrupt_simplex_and_never_tmr(golden):
+    spec = make_spec(["weights", "activations", "outputs"])
+    indices = range(10_000)
+    none = outcomes(run(spec, "none", indices, golden))
+    tmr = outcomes(run(spec, "tmr", indices, golden))
+    assert none[Outcome.SDC] > 0
+    assert tmr[Outcome.SDC] == tmr[Outcome.DUE] == 0
+    assert none[Outcome.NOT_INJECTED] == tmr[Outcome.NOT_INJECTED] == 0  # an SEU always lands
+    assert tmr[Outcome.CORRECTED] >= none[Outcome.SDC]  # each simplex SDC is outvoted
