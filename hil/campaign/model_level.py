@@ -91,7 +91,7 @@ if sys.byteorder != "little":  # pragma: no cover - every supported board is lit
 
 
 # --- golden run and inputs ---------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Golden:
     """Fault-free outputs (``outputs[i]`` for input ``i``) and their top-1 classes.
 
@@ -358,6 +358,9 @@ def _space(spec: CampaignSpec) -> _Space:
     if space is None:
         sites, fault, cluster = _fault_of(spec)
         layers = _layers_of(spec)
+        empty = [site for site in sites if layers[site].total_words == 0]
+        if empty:
+            raise SpecError(f"{spec.source}: [fault] sites: {empty[0]!r} is empty in this model")
         space = _SPACES[key] = _Space(
             spec.seed, sites, fault, cluster, layers, len(load_inputs(spec))
         )
@@ -399,7 +402,7 @@ def _make_fault(d: Draw, word_in_buffer: int) -> inject.Fault:
 
 
 # --- the per-process cache ---------------------------------------------------------------------
-_MODELS: dict[tuple[str, int], Any] = {}
+_MODELS: dict[tuple[str, int, str], Any] = {}
 _RUNNERS: dict[tuple[str, str, tuple[str, ...]], _Runner] = {}
 _LAYERS: dict[str, dict[str, _Layers]] = {}
 _INPUTS: dict[tuple[Any, ...], np.ndarray] = {}
@@ -413,8 +416,10 @@ def clear_cache() -> None:
         cache.clear()
 
 
-def _load_model(path: Path, copies: int) -> Any:
-    key = (str(path), copies)
+def _load_model(path: Path, copies: int, role: str) -> Any:
+    """A model per file, copy count and role: the golden model ("golden") is never the one a
+    run injects into ("arm"), so not even a failed undo could reach the reference."""
+    key = (str(path), copies, role)
     model = _MODELS.get(key)
     if model is None:
         from flight.model import load
@@ -424,7 +429,7 @@ def _load_model(path: Path, copies: int) -> Any:
 
 
 def _golden_model(spec: CampaignSpec) -> Any:
-    return _load_model(_model_path(spec), 1)
+    return _load_model(_model_path(spec), 1, "golden")
 
 
 def _layers_of(spec: CampaignSpec) -> dict[str, _Layers]:
@@ -445,7 +450,7 @@ def _runner(spec: CampaignSpec, arm: str | ArmSpec) -> _Runner:
     key = (str(path), arm.redundancy, tuple(arm.vote_points))
     runner = _RUNNERS.get(key)
     if runner is None:
-        model = _load_model(path, REPLICAS[arm.redundancy])
+        model = _load_model(path, REPLICAS[arm.redundancy], "arm")
         try:
             runner = _Runner(model, arm.redundancy, tuple(arm.vote_points))
         except ModelError as exc:  # a vote point the model does not have

@@ -116,6 +116,8 @@ def test_results_do_not_depend_on_how_the_runs_are_batched(golden, fault):
         pieces = [run(spec, arm, indices[i : i + 5], golden) for i in range(45, -1, -5)]
         split = sorted((r for piece in pieces for r in piece), key=lambda r: r.index)
         assert [stable(r) for r in split] == [stable(r) for r in whole]
+    # the reference is never the model injected into
+    assert ml._runner(spec, "none").model is not ml._golden_model(spec)
     # every injection was undone: the weight copies are the golden image again
     model = load(spec.target.model, copies=3)
     runner = ml._runner(spec, "tmr")
