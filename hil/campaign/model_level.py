@@ -610,6 +610,7 @@ def _run_one(
     extra: dict[str, Any] = {"replica": replica, "input": d.input, "word": d.word}
     if result.reexecuted:
         extra["reexecuted"] = True
+        extra["mismatches"] = result.mismatches  # DWC: words that differed the first time
     if result.no_majority:
         extra["no_majority"] = result.no_majority
     if result.split:

@@ -178,6 +178,7 @@ def test_output_upsets_are_corrected_by_tmr_and_by_dwc_re_execution(golden):
     assert {r.extra["replica"] for r in tmr} == {0, 1, 2}
     dwc = run(spec, "dwc", range(40), golden)
     assert all(r.outcome is Outcome.CORRECTED and r.extra["reexecuted"] for r in dwc)
+    assert all(r.extra["mismatches"] == 1 for r in dwc)  # the one word hit
 
 
 def test_dwc_withholds_an_output_a_weight_upset_keeps_wrong_a_due(golden):
