@@ -53,6 +53,7 @@ import numpy as np
 
 from flight import inject
 from flight.memory import CRC_TABLE_COPIES
+from flight.model.executor import ModelError
 from flight.modes import REPLICAS
 from flight.redundancy import RedundantResult, VotePoints, decide
 from flight.vote import prepare
@@ -90,7 +91,7 @@ if sys.byteorder != "little":  # pragma: no cover - every supported board is lit
 
 
 # --- golden run and inputs ---------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Golden:
     """Fault-free outputs (``outputs[i]`` for input ``i``) and their top-1 classes.
 
@@ -202,15 +203,18 @@ def _load_inputs(spec: CampaignSpec) -> np.ndarray:
 
 
 def _read_array(path: Path) -> np.ndarray:
+    """The samples in a .npy file, or the ``x`` array of a .npz file."""
     try:
-        with np.load(path) as data:
-            if isinstance(data, np.ndarray):
-                return np.asarray(data)
-            if "x" not in data:
-                raise SpecError(f"[target] inputs: {path} has no array named 'x'")
-            return np.asarray(data["x"])
+        data = np.load(path)  # allow_pickle stays False: an inputs file runs no code
+        if isinstance(data, np.ndarray):
+            return data
+        with data:
+            x = np.asarray(data["x"]) if "x" in data.files else None
     except (OSError, ValueError) as exc:
         raise SpecError(f"[target] inputs: cannot read {path} ({exc})") from exc
+    if x is None:
+        raise SpecError(f"[target] inputs: {path} has no array named 'x'")
+    return x
 
 
 def _fit(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -354,6 +358,9 @@ def _space(spec: CampaignSpec) -> _Space:
     if space is None:
         sites, fault, cluster = _fault_of(spec)
         layers = _layers_of(spec)
+        empty = [site for site in sites if layers[site].total_words == 0]
+        if empty:
+            raise SpecError(f"{spec.source}: [fault] sites: {empty[0]!r} is empty in this model")
         space = _SPACES[key] = _Space(
             spec.seed, sites, fault, cluster, layers, len(load_inputs(spec))
         )
@@ -395,7 +402,7 @@ def _make_fault(d: Draw, word_in_buffer: int) -> inject.Fault:
 
 
 # --- the per-process cache ---------------------------------------------------------------------
-_MODELS: dict[tuple[str, int], Any] = {}
+_MODELS: dict[tuple[str, int, str], Any] = {}
 _RUNNERS: dict[tuple[str, str, tuple[str, ...]], _Runner] = {}
 _LAYERS: dict[str, dict[str, _Layers]] = {}
 _INPUTS: dict[tuple[Any, ...], np.ndarray] = {}
@@ -409,8 +416,10 @@ def clear_cache() -> None:
         cache.clear()
 
 
-def _load_model(path: Path, copies: int) -> Any:
-    key = (str(path), copies)
+def _load_model(path: Path, copies: int, role: str) -> Any:
+    """A model per file, copy count and role: the golden model ("golden") is never the one a
+    run injects into ("arm"), so not even a failed undo could reach the reference."""
+    key = (str(path), copies, role)
     model = _MODELS.get(key)
     if model is None:
         from flight.model import load
@@ -420,7 +429,7 @@ def _load_model(path: Path, copies: int) -> Any:
 
 
 def _golden_model(spec: CampaignSpec) -> Any:
-    return _load_model(_model_path(spec), 1)
+    return _load_model(_model_path(spec), 1, "golden")
 
 
 def _layers_of(spec: CampaignSpec) -> dict[str, _Layers]:
@@ -441,8 +450,12 @@ def _runner(spec: CampaignSpec, arm: str | ArmSpec) -> _Runner:
     key = (str(path), arm.redundancy, tuple(arm.vote_points))
     runner = _RUNNERS.get(key)
     if runner is None:
-        model = _load_model(path, REPLICAS[arm.redundancy])
-        runner = _RUNNERS[key] = _Runner(model, arm.redundancy, tuple(arm.vote_points))
+        model = _load_model(path, REPLICAS[arm.redundancy], "arm")
+        try:
+            runner = _Runner(model, arm.redundancy, tuple(arm.vote_points))
+        except ModelError as exc:  # a vote point the model does not have
+            raise SpecError(f"{spec.source}: [[arm]] {arm.name!r} vote_points: {exc}") from None
+        _RUNNERS[key] = runner
     return runner
 
 
@@ -522,9 +535,11 @@ def run_batch(batch: Batch) -> list[RunResult]:
         )
     space = _space(spec)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    # All draws first: interleaving the generators' set-up with the inferences costs twice as
+    # much (caches), and a bad index is refused before anything is injected.
+    draws = [space.draw(i) for i in batch.indices]
     return [
-        _run_one(batch.arm, runner, space.layers, inputs, batch.golden, space.draw(i), worker)
-        for i in batch.indices
+        _run_one(batch.arm, runner, space.layers, inputs, batch.golden, d, worker) for d in draws
     ]
 
 
@@ -595,6 +610,7 @@ def _run_one(
     extra: dict[str, Any] = {"replica": replica, "input": d.input, "word": d.word}
     if result.reexecuted:
         extra["reexecuted"] = True
+        extra["mismatches"] = result.mismatches  # DWC: words that differed the first time
     if result.no_majority:
         extra["no_majority"] = result.no_majority
     if result.split:
@@ -626,18 +642,24 @@ def _run_one(
 
 
 def inference_seconds(
-    spec: CampaignSpec, arm: str | ArmSpec, runs: int = 200, rounds: int = 5
+    spec: CampaignSpec,
+    arm: str | ArmSpec,
+    runs: int = 200,
+    rounds: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Fault-free time of one inference under ``arm`` (compute and decision), in seconds: the
-    median over ``rounds`` of the mean over ``runs`` inferences cycling through the inputs."""
+    median over ``rounds`` of the mean over ``runs`` inferences cycling through the inputs.
+    ``clock`` is wall time by default; ``time.process_time`` gives CPU time, steadier on a
+    shared machine."""
     runner = _runner(spec, arm)
     inputs = load_inputs(spec)
     for i in range(min(len(inputs), 5)):
         runner.infer(inputs[i])
     means = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = clock()
         for i in range(runs):
             runner.infer(inputs[i % len(inputs)])
-        means.append((time.perf_counter() - start) / runs)
+        means.append((clock() - start) / runs)
     return float(np.median(means))

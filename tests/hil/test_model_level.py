@@ -116,6 +116,8 @@ def test_results_do_not_depend_on_how_the_runs_are_batched(golden, fault):
         pieces = [run(spec, arm, indices[i : i + 5], golden) for i in range(45, -1, -5)]
         split = sorted((r for piece in pieces for r in piece), key=lambda r: r.index)
         assert [stable(r) for r in split] == [stable(r) for r in whole]
+    # the reference is never the model injected into
+    assert ml._runner(spec, "none").model is not ml._golden_model(spec)
     # every injection was undone: the weight copies are the golden image again
     model = load(spec.target.model, copies=3)
     runner = ml._runner(spec, "tmr")
@@ -176,6 +178,7 @@ def test_output_upsets_are_corrected_by_tmr_and_by_dwc_re_execution(golden):
     assert {r.extra["replica"] for r in tmr} == {0, 1, 2}
     dwc = run(spec, "dwc", range(40), golden)
     assert all(r.outcome is Outcome.CORRECTED and r.extra["reexecuted"] for r in dwc)
+    assert all(r.extra["mismatches"] == 1 for r in dwc)  # the one word hit
 
 
 def test_dwc_withholds_an_output_a_weight_upset_keeps_wrong_a_due(golden):
@@ -253,6 +256,8 @@ def test_what_this_level_cannot_inject_is_refused(golden):
         ml.fault_space(hang)
     with pytest.raises(ValueError, match="index"):
         ml.draw(spec, -1)
+    with pytest.raises(ValueError, match="index"):
+        run(spec, "none", [0, -1], golden)
     short = ml.Golden(golden.outputs[:3], golden.top1[:3])
     with pytest.raises(ValueError, match="golden"):
         run(spec, "none", [0], short)
@@ -277,3 +282,54 @@ def test_a_model_file_changed_in_place_is_loaded_again(tmp_path):
     after = ml.fault_space(spec)
     assert after != before
     assert after == ml.fault_space(make_spec(["weights"], model=str(DATA / "warmup.flm")))
+
+
+def with_inputs(spec: CampaignSpec, path: Path) -> CampaignSpec:
+    return dataclasses.replace(spec, target=dataclasses.replace(spec.target, inputs=path))
+
+
+def test_inputs_come_from_the_spec_else_the_demo_data_else_seeded_random(tmp_path):
+    digits = np.load(DATA / "digits_test.npz")["x"]
+    spec = make_spec(["weights"])
+    default = ml.load_inputs(spec)
+    assert default.shape == (len(digits), 1, 1, 8, 8)
+    assert np.array_equal(default.reshape(len(digits), -1), digits.reshape(len(digits), -1))
+    np.save(tmp_path / "few.npy", digits[:5])
+    np.savez(tmp_path / "few.npz", x=digits[5:8], y=np.arange(3))
+    npy = with_inputs(spec, tmp_path / "few.npy")
+    assert np.array_equal(ml.load_inputs(npy).reshape(5, -1), digits[:5].reshape(5, -1))
+    npz = with_inputs(spec, tmp_path / "few.npz")
+    assert ml.load_inputs(npz).shape == (3, 1, 1, 8, 8)
+    assert ml.draw(npz, 7).input == 7 % 3
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 5), dtype=np.float32))
+    with pytest.raises(SpecError, match=r"wrong\.npy holds samples of shape \(5,\)"):
+        ml.load_inputs(with_inputs(spec, tmp_path / "wrong.npy"))
+    np.savez(tmp_path / "nox.npz", y=np.arange(3))
+    with pytest.raises(SpecError, match="no array named 'x'"):
+        ml.load_inputs(with_inputs(spec, tmp_path / "nox.npz"))
+    # a model the demo data does not fit: random inputs, fixed by the seed
+    other = ml.load_inputs(make_spec(["weights"], model="warmup.flm"))
+    assert other.shape == (64, 1, 4, 8, 8)
+    ml.clear_cache()  # drawn again, not remembered
+    assert np.array_equal(other, ml.load_inputs(make_spec(["weights"], model="warmup.flm")))
+    reseeded = ml.load_inputs(make_spec(["weights"], model="warmup.flm", seed=8))
+    assert not np.array_equal(other, reseeded)
+
+
+def test_a_vote_point_the_model_does_not_have_is_a_spec_error(golden):
+    spec = make_spec(["weights"])
+    arms = (dataclasses.replace(spec.arms[3], vote_points=("relu9.out",)),)
+    with pytest.raises(SpecError, match=r"relu9\.out"):
+        run(dataclasses.replace(spec, arms=arms), "tmr-vp", [0], golden)
+
+
+@pytest.mark.slow
+def test_ten_thousand_upsets_corrupt_simplex_and_never_tmr(golden):
+    spec = make_spec(["weights", "activations", "outputs"])
+    indices = range(10_000)
+    none = outcomes(run(spec, "none", indices, golden))
+    tmr = outcomes(run(spec, "tmr", indices, golden))
+    assert none[Outcome.SDC] > 0
+    assert tmr[Outcome.SDC] == tmr[Outcome.DUE] == 0
+    assert none[Outcome.NOT_INJECTED] == tmr[Outcome.NOT_INJECTED] == 0  # an SEU always lands
+    assert tmr[Outcome.CORRECTED] >= none[Outcome.SDC]  # each simplex SDC is outvoted
