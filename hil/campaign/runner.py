@@ -203,6 +203,10 @@ def _lost_worker_errors() -> tuple[type[BaseException], ...]:
         from flight.errors import LinkError
 
         errors.append(LinkError)
+    with contextlib.suppress(ImportError):  # a board that stopped answering (board level)
+        from hil.boards import BoardUnreachable
+
+        errors.append(BoardUnreachable)
     return tuple(errors)
 
 
