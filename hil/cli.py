@@ -9,6 +9,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hil.boards.cli import add_parser as add_board_parser
     from hil.link.console import add_link_parser
 
     parser = argparse.ArgumentParser(
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_link_parser(sub)
+    add_board_parser(sub)
     return parser
 
 
