@@ -32,8 +32,9 @@ def board_mission(
     restart_budget: int | None = None,
 ) -> str:
     """The TOML text of the rig's mission (see the module docstring); ``source`` None is the
-    bundled demo mission. ``restart_budget``: every partition's ``max_restarts`` and the
-    processor-reset budget become at least this. Raises ConfigError for an invalid mission."""
+    bundled demo mission. ``restart_budget`` (1 .. 1000): every partition's ``max_restarts``
+    becomes at least this, and the processor-reset budget room for it. Raises ConfigError for
+    an invalid mission."""
     from importlib.resources import files
 
     from flight.mission import DEFAULT_MISSION, load_mission
@@ -58,8 +59,10 @@ def board_mission(
             table["max_restarts"] = max(restart_budget, int(table.get("max_restarts", 0)))
     if restart_budget is not None:
         recovery = doc.setdefault("recovery", {})
-        recovery["processor_reset_max"] = max(
-            restart_budget, int(recovery.get("processor_reset_max", 0))
+        # room for every partition's whole ladder (flight checks it: worst_case_restarts),
+        # a few times max_restarts; 10,000 is the most flight accepts
+        recovery["processor_reset_max"] = min(
+            10_000, max(10 * restart_budget, int(recovery.get("processor_reset_max", 0)))
         )
     return dumps_toml(doc)
 
