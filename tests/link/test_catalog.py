@@ -136,7 +136,10 @@ SPEC_COMMANDS = {
         ],
     ),
     102: ("hang_partition", [P, ("replica", "U8", (0, 2))]),
-    103: ("crash_partition", [P, ("replica", "U8", (0, 2)), ("signal", "Enum(crash_signal)", None)]),
+    103: (
+        "crash_partition",
+        [P, ("replica", "U8", (0, 2)), ("signal", "Enum(crash_signal)", None)],
+    ),
     104: (
         "flip_memory",
         [
