@@ -224,6 +224,11 @@ def test_flip_bit(sup: Any, link: Any, command: Any) -> None:
     )
 
 
+def _not_built(sup: Any, link: Any, command: Any) -> None:
+    """Placeholder until the HIL agent lands (flight.agent)."""
+    link.refuse(command, FailureCode.EXECUTION_FAILED, f"{command.name} is not built yet")
+
+
 #: Command name -> handler (every command of flight.link.catalog has one).
 HANDLERS: dict[str, Callable[[Any, Any, Any], None]] = {
     "ping": ping,
@@ -241,4 +246,8 @@ HANDLERS: dict[str, Callable[[Any, Any, Any], None]] = {
     "send_housekeeping": send_housekeeping,
     "model_upload": model_upload,
     "test_flip_bit": test_flip_bit,
+    "inject": _not_built,
+    "hang_partition": _not_built,
+    "crash_partition": _not_built,
+    "flip_memory": _not_built,
 }
