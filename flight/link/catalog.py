@@ -246,7 +246,7 @@ INJECTION = PacketDef(
         Field("target", Str(64), "", None, "What was hit: region[copy], node, file, pid:mapping."),
         Field("address", U64, "", None, "Byte offset in the site (virtual address: memory)."),
         Field("bit", U8, "", None, "Lowest bit flipped, counted from that byte (0 = LSB)."),
-        Field("applied", BOOL, "", None, "Written now (False: armed for the next inference)."),
+        Field("applied", BOOL, "", None, "Written (False: an armed upset never applied)."),
         Field("old", Blob(16), "bytes", None, "The bytes at address read back before."),
         Field("new", Blob(16), "bytes", None, "The same bytes read back after."),
     ),

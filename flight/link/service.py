@@ -347,7 +347,7 @@ class LinkService:
         crc: int | None,
         delivered: bool,
         top1: int = -1,
-        sample: int = NO_SAMPLE,
+        sample: int | None = None,
     ) -> bool:
         """Downlink one inference. A delivered output is checked against the CRC-32C taken
         at the vote: a mismatch (an upset on the way here) withholds it, with an event.
@@ -372,10 +372,14 @@ class LinkService:
             "top1": top1 if delivered else -1,
             "crc32c": (crc or 0) if delivered else 0,
             "output": blob,
-            "sample": sample,
+            "sample": NO_SAMPLE if sample is None else sample,
         }
         self._emit(Apid.RESULT, values, Priority.BULK)
         return delivered
+
+    def injection(self, command: Command, values: Mapping[str, Any]) -> None:
+        """Test mode: what an injection command did (INJECTION; the HIL agent's record)."""
+        self._emit(Apid.INJECTION, {"request_seq": command.request_seq, **values}, Priority.URGENT)
 
     def dump(self, what: str, document: Any) -> int:
         """Send a JSON document down in DUMP chunks; returns the number of chunks."""
