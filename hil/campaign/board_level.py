@@ -197,12 +197,12 @@ def golden_outputs(model_path: Path, dataset: Path | None) -> dict[int, np.ndarr
 _RIG: _Rig | None = None
 
 
-def close_board() -> None:
-    """Stop (spawned) or let go of (remote) this process's board."""
+def close_board(timeout: float = 120.0) -> None:
+    """Stop (spawned; SIGKILL after ``timeout``) or let go of (remote) this process's board."""
     global _RIG
     rig, _RIG = _RIG, None
     if rig is not None:
-        rig.close()
+        rig.close(timeout)
 
 
 atexit.register(close_board)
@@ -232,7 +232,7 @@ def run_batch(batch: Batch) -> list[RunResult]:
         return [rig.run(draw(spec, i), batch.arm, REPLICAS[arm.redundancy]) for i in batch.indices]
     except BoardError as exc:
         print(f"hil: board {spec.target.board}: {exc}; batch of {batch.arm} fails", file=sys.stderr)
-        close_board()
+        close_board(timeout=10.0)  # a hung board does not answer SIGTERM
         raise
 
 
@@ -290,11 +290,15 @@ class _Rig:
             board.close()
             raise
 
-    def close(self) -> None:
+    def close(self, timeout: float = 120.0) -> None:
         try:
             self.ground.close()
         finally:
-            self.board.close()
+            stop = getattr(self.board, "stop", None)
+            if stop is not None:
+                stop(timeout)  # a spawned board: SIGTERM, SIGKILL after the timeout
+            else:
+                self.board.close()
 
     # --- telemetry ------------------------------------------------------------------------
     def packets(self, timeout: float) -> Iterator[Any]:
@@ -320,8 +324,9 @@ class _Rig:
         golden = self.golden.get(v["sample"])
         return golden is not None and golden.tobytes() == bytes(v["output"])
 
-    def settle(self, timeout: float = RECOVERY_TIMEOUT) -> None:
+    def settle(self, timeout: float | None = None) -> None:
         """Wait for a right output (the board is serving again)."""
+        timeout = RECOVERY_TIMEOUT if timeout is None else timeout
         for tm in self.packets(timeout):
             if tm is not None and self.good(tm):
                 return
@@ -330,10 +335,11 @@ class _Rig:
 
         raise BoardUnreachable(f"{self.board.url}: no right output within {timeout:g} s")
 
-    def command(self, name: str, timeout: float = ACK_TIMEOUT, **args: Any) -> str:
+    def command(self, name: str, timeout: float | None = None, **args: Any) -> str:
         """Send a command and wait for its completion; its detail. BoardError if refused."""
         from hil.boards import BoardError, BoardUnreachable
 
+        timeout = ACK_TIMEOUT if timeout is None else timeout
         reports = self.ground.command(name, timeout=timeout, **args)
         if not reports:
             raise BoardUnreachable(f"{self.board.url}: no report for {name} in {timeout:g} s")
@@ -458,6 +464,36 @@ class _Rig:
             if self._note(w, tm, window):
                 return w
         raise BoardUnreachable(f"{self.board.url}: no outcome for {d} in time")
+
+    def _note(self, w: _Watch, tm: Any, window: int) -> bool:
+        """Take one packet after the injection into account; True when the outcome is known."""
+        assert w.t0 is not None
+        if tm.time < w.t0:
+            return False
+        if tm.name == "EVENT":
+            from flight import events
+
+            try:
+                name = events.by_id(tm.values["event_id"]).name
+            except KeyError:
+                return False
+            args = dict(pair.split("=", 1) for pair in tm.values["args"].split(" ") if "=" in pair)
+            if args.get("partition", self.partition) != self.partition:
+                return False
+            w.events.append((tm.time, name, args))
+            if name in (_HUNG, _CRASHED) and w.detected is None:
+                w.detected = (tm.time, name)
+            return False
+        if tm.name != "RESULT" or tm.values["partition"] != self.partition:
+            return False
+        if w.detected is not None:
+            if self.good(tm) and tm.time >= w.detected[0]:
+                w.recovered = tm.time
+                return True
+            return False
+        w.results.append((tm.time, tm.values))
+        # a hang or crash shows in events; outputs alone decide only for the other sites
+        return w.ack is not None and w.ack["site"] != "partition" and len(w.results) >= window
 
     def _exits(self) -> int:
         """Exits of the supervisor the init system saw (a local board; 0 for the others)."""

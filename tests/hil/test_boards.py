@@ -35,7 +35,7 @@ from hil.boards.mission import board_mission, dumps_toml
 from hil.boards.restart import StartLimiter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "link"))
-from boards import Board, NullModem, mission_text  # noqa: E402  (tests/link/boards.py)
+from boards import Board, NullModem, mission_text  # tests/link/boards.py
 
 KILLED = -signal.SIGKILL
 
@@ -59,9 +59,7 @@ KILLED = -signal.SIGKILL
         (-signal.SIGINT, False),
     ],
 )
-def test_the_unit_restarts_failures_and_crashes_but_not_success_or_bad_config(
-    returncode, restarts
-):
+def test_the_unit_restarts_failures_and_crashes_but_not_success_or_bad_config(returncode, restarts):
     assert SYSTEMD_UNIT.restarts(returncode) is restarts
 
 
@@ -118,7 +116,7 @@ def test_the_rig_mission_is_the_users_in_test_mode_with_the_rigs_keys(tmp_path):
 def test_dumps_toml_round_trips_what_tomllib_reads():
     doc = {
         "a": 1,
-        "b": "x \"quoted\" \\ é\n",
+        "b": 'x "quoted" \\ é\n',
         "c": [1.5, float("inf"), True],
         "odd key": False,
         "t": {"u": {"v": []}, "w": [{"x": 1}, {"x": 2, "y": {"z": "q"}}]},
