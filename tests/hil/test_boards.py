@@ -9,6 +9,7 @@ measured margin; every board is stopped at the end of its test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -148,6 +149,27 @@ def _housekeeping(ground, predicate=lambda v: True):
     return tm.values
 
 
+def _gone(pids: list[int], timeout: float = 60) -> bool:
+    """Have these processes ended (not even zombies left) within ``timeout``?"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive:
+            return True
+        time.sleep(0.1)
+    for pid in alive:  # leave nothing behind, whatever the assertion says
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return False
+
+
 def test_two_boards_at_once_and_a_killed_supervisor_is_restarted_like_systemd():
     first, second = LocalBoard(restart_budget=100), LocalBoard()
     try:
@@ -156,7 +178,9 @@ def test_two_boards_at_once_and_a_killed_supervisor_is_restarted_like_systemd():
             assert _up(first, a) > 0 and _up(second, b) > 0
             assert first.ping(a) > 0 and second.ping(b) > 0
             assert _housekeeping(a)["boot_count"] == 1
-            killed = first.pid
+            killed, workers = first.pid, first.worker_pids()
+            for pid in workers:  # hung workers outlive their supervisor unless cleaned up
+                os.kill(pid, signal.SIGSTOP)
             os.kill(killed, signal.SIGKILL)
             (gone,) = first.wait_exits(1, START_TIMEOUT)
             assert gone.returncode == KILLED and gone.status == "signal SIGKILL"
@@ -165,6 +189,7 @@ def test_two_boards_at_once_and_a_killed_supervisor_is_restarted_like_systemd():
             assert _up(first, a) > 0  # the same URL and keys, the same state directory
             assert _housekeeping(a, lambda v: v["boot_count"] == 2)["last_reset_reason"]
             assert second.ping(b) > 0 and second.exits == []  # the other board is untouched
+            assert workers and _gone(workers)  # killed with the rest of the service
         assert len(first.restarts) == 1
         directory = first.directory
         summary = first.stop()
