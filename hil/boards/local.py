@@ -140,11 +140,12 @@ class LocalBoard(Board):
             if self._watcher is not None:
                 raise RuntimeError(f"{self!r} was already started")
             self._limiter.note_start(time.monotonic())
-            self._spawn()
             self._watcher = threading.Thread(
                 target=self._watch, name=f"board {self.url}", daemon=True
             )
             self._watcher.start()
+            while self.starts == 0 and self._watcher.is_alive():
+                self._lock.wait(1.0)
 
     def _spawn(self) -> None:
         index = self.starts
@@ -162,10 +163,16 @@ class LocalBoard(Board):
                 cwd="/",
                 env=env,
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
 
     def _watch(self) -> None:
-        """Wait for each exit, clean up the process group, and restart as the unit would."""
+        """Start the service, then wait for each exit, clean up the process group, and
+        restart as the unit would. Every start is made from this thread, which lives as long
+        as the board: a process dies with the thread that started it (_die_with_parent)."""
+        with self._lock:
+            self._spawn()
+            self._lock.notify_all()
         while True:
             proc = self._proc
             assert proc is not None
@@ -286,6 +293,24 @@ class LocalBoard(Board):
     def _remove_directory(self) -> None:
         if self._own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _die_with_parent():
+    """A preexec function: the board gets SIGTERM (a clean stop) when the thread that started
+    it ends, so no board outlives the harness however it ends (a killed campaign worker, a
+    test timeout). Linux prctl(PR_SET_PDEATHSIG); None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+    return arm
 
 
 def _kill_group(pgid: int) -> None:

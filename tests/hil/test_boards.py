@@ -237,6 +237,25 @@ def test_a_serial_board_answers_pings_through_a_pty_pair(tmp_path):
     assert summary["link"]["transport"]["framing_errors"] == 0
 
 
+def test_a_board_does_not_outlive_the_harness_that_spawned_it(tmp_path):
+    owner = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import sys, time; from hil.boards import LocalBoard; "
+            "b = LocalBoard(directory=sys.argv[1]); print(b.pid, flush=True); time.sleep(600)",
+            str(tmp_path / "board"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        supervisor = int(owner.stdout.readline())
+    finally:
+        owner.kill()
+        owner.wait(60)
+    assert _gone([supervisor])
+
+
 def _line(proc: subprocess.Popen, prefix: str, timeout: float = START_TIMEOUT) -> str:
     """The next line of ``proc``'s stdout that starts with ``prefix`` (bounded wait)."""
     deadline = time.monotonic() + timeout
