@@ -49,7 +49,16 @@ from flight.modes import REPLICAS
 from hil.campaign.outcome import Outcome, RunResult
 from hil.campaign.spec import CampaignSpec
 
-__all__ = ["Batch", "Draw", "close_board", "draw", "run_batch"]
+__all__ = [
+    "Batch",
+    "Draw",
+    "Golden",
+    "close_board",
+    "draw",
+    "fault_space",
+    "inference_seconds",
+    "run_batch",
+]
 
 #: The restart budget of a spawned board's mission: a campaign of hangs and crashes measures
 #: recovery, not the escalation ladder that a fourth restart in a minute would climb.
@@ -176,6 +185,81 @@ def _activations(spec: CampaignSpec) -> tuple[list[str], list[int]]:
     return [life.name for life in lives], [life.nbytes for life in lives]
 
 
+def board_data(spec: CampaignSpec) -> tuple[Path, Path | None]:
+    """(model, data set) the board's partition runs: a spawned board's from its mission (the
+    spec's, or the bundled one), checked against the spec's model; a board at a URL runs the
+    spec's model on the spec's inputs (an .npz with x), else on the bundled demo set."""
+    from flight import errors
+
+    target = spec.target
+    model = Path(target.model)
+    if target.board != "spawn":
+        return model, _dataset_of(target.inputs)
+    from importlib.resources import files
+
+    from flight.mission import DEFAULT_MISSION
+
+    mission = target.mission or Path(str(files("flight").joinpath("data", DEFAULT_MISSION)))
+    runs, dataset = _partition_of(Path(mission), target.partition)
+    if _sha256(runs) != _sha256(model):
+        raise errors.ConfigError(
+            f"the board's partition {target.partition!r} runs {runs}, the spec names {model}: "
+            "the golden outputs would be another model's"
+        )
+    return model, dataset
+
+
+@dataclass(frozen=True)
+class Golden:
+    """The golden outputs by the board's data-set sample (the runner stores them; the runs
+    use this process's own copy, :func:`golden_outputs`, computed from the same files)."""
+
+    outputs: np.ndarray
+    top1: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    @classmethod
+    def compute(cls, spec: CampaignSpec) -> Golden:
+        golden = golden_outputs(*board_data(spec))
+        samples = sorted(k for k in golden if k != NO_SAMPLE) or [NO_SAMPLE]
+        outputs = np.stack([golden[k] for k in samples])
+        return cls(outputs, np.array([int(np.argmax(o)) for o in outputs], dtype=np.int64))
+
+    def rows(self) -> list[tuple[int, bytes, int]]:
+        """(sample, output bytes, top-1) per sample: the store's ``golden`` table."""
+        return [(i, self.outputs[i].tobytes(), int(self.top1[i])) for i in range(len(self))]
+
+
+def fault_space(spec: CampaignSpec) -> int:
+    """The population N of the sample size: bits of one replica's copy of the model-bound
+    sites (weights, activations, outputs, the CRC tables); sites without a fixed size (a
+    process's memory, the CDS file, hangs and crashes) count as 2**40, an unbounded one."""
+    model = _model(Path(spec.target.model))
+    sizes = {
+        "weights": model.weights.nbytes,
+        "activations": sum(_activations(spec)[1]),
+        "outputs": int(np.prod(model.shapes[model.output_names[0]])) * 4,
+        "crc-tables": model.weights.crc_table(0).nbytes,
+    }
+    return sum(8 * sizes[site] if site in sizes else 1 << 40 for site in spec.fault.sites)
+
+
+def inference_seconds(spec: CampaignSpec, arm: Any, runs: int = 50) -> float:
+    """Fault-free time of one inference under ``arm``, measured on the harness (the board's
+    own figure is in its telemetry): the one-copy model's time times the arm's replicas,
+    which run one after the other in time placement."""
+    arm = spec.arm(arm if isinstance(arm, str) else arm.name)
+    model = _model(Path(spec.target.model))
+    x = np.zeros(model.shapes[model.input_names[0]], np.float32)
+    model.run(x)
+    started = time.perf_counter()
+    for _ in range(runs):
+        model.run(x)
+    return REPLICAS[arm.redundancy] * (time.perf_counter() - started) / runs
+
+
 def golden_outputs(model_path: Path, dataset: Path | None) -> dict[int, np.ndarray]:
     """Fault-free outputs by the board's ``sample`` (NO_SAMPLE: the zero input a partition
     without a data set computes), from a one-copy model in this process."""
@@ -268,7 +352,7 @@ class _Rig:
         from hil.boards import LocalBoard, open_board
 
         target = spec.target
-        model = Path(target.model)
+        data = board_data(spec)  # ConfigError before anything starts
         if target.board == "spawn":
             board = LocalBoard(target.mission, restart_budget=RESTART_BUDGET)
         else:
@@ -276,16 +360,7 @@ class _Rig:
                 raise errors.ConfigError(f"board {target.board}: the spec names no key_file")
             board = open_board(target.board, target.key_file)
         try:
-            if target.board == "spawn":
-                runs, dataset = _partition_of(board.mission, target.partition)
-                if _sha256(runs) != _sha256(model):
-                    raise errors.ConfigError(
-                        f"the board's partition {target.partition!r} runs {runs}, the spec "
-                        f"names {model}: the golden outputs would be another model's"
-                    )
-            else:
-                dataset = _dataset_of(target.inputs)
-            return cls(board, key, target.partition, golden_outputs(model, dataset))
+            return cls(board, key, target.partition, golden_outputs(*data))
         except BaseException:
             board.close()
             raise

@@ -73,6 +73,35 @@ def test_draws_are_reproducible_and_the_same_for_every_arm():
     assert all(bl.draw(mbu, i).cluster == 4 and bl.draw(mbu, i).bit <= 28 for i in range(50))
 
 
+def test_golden_outputs_are_the_harness_own_for_the_boards_data_set(tmp_path):
+    import numpy as np
+
+    from flight.errors import ConfigError
+    from flight.model import load
+
+    spec = _spec("seu", 'sites = ["weights", "outputs"]')
+    golden = bl.Golden.compute(spec)
+    model_path, dataset = bl.board_data(spec)
+    with np.load(dataset) as data:
+        x = data["x"].astype(np.float32)
+    assert len(golden) == len(x)
+    model = load(model_path, copies=1)
+    shape = model.shapes[model.input_names[0]]
+    for i in (0, len(x) - 1):
+        assert golden.outputs[i].tobytes() == model.run(x[i : i + 1].reshape(shape)).tobytes()
+        assert golden.rows()[i][2] == int(np.argmax(golden.outputs[i]))
+    weight_bits = 8 * model.weights.nbytes
+    assert weight_bits < bl.fault_space(spec) < 2 * weight_bits
+    # a spec naming another model file than the board runs is refused before anything starts
+    other = tmp_path / "other.flm"
+    other.write_bytes(model_path.read_bytes() + b"\0")
+    wrong = parse_spec(SPEC.format(fault="seu", lines="", seed=0).replace(
+        'level = "board"', f'level = "board"\nmodel = "{other}"'
+    ))  # fmt: skip
+    with pytest.raises(ConfigError, match="another model"):
+        bl.board_data(wrong)
+
+
 def _detected_and_recovered(results, outcome: Outcome) -> None:
     for r in results:
         assert r.outcome is outcome and r.injected and r.old != r.new, r
