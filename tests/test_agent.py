@@ -6,12 +6,14 @@ detected and recovered, and nothing happens without test mode."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from link.boards import FakeTransport, write_keys
 
 from flight import agent, errors, events, inject
+from flight.cds import HEADER
 from flight.link import catalog
 from flight.link.codes import Apid
 from flight.link.keys import load_keys
@@ -58,6 +60,8 @@ contact = "always"
 """
 SECRET = {1: "33" * 32}
 PARTITION = "classifier"
+INJECT = {"partition": PARTITION, "copy": 0, "offset": 0, "bit": 0, "fault": "seu",
+          "cluster": 0, "node": ""}  # fmt: skip
 
 
 class Board:
@@ -260,6 +264,9 @@ def test_an_activation_flip_lands_at_the_named_node_in_one_replica(board):
 def test_an_armed_activation_whose_worker_restarted_first_reports_not_applied(board):
     b = board()
     b.step(1)
+    args = {**INJECT, "site": "activation", "node": "logits"}
+    _, (applied,) = b.command("inject", **args)  # one that lands, on the same worker
+    assert applied["applied"] and applied["old"] != applied["new"]
     request = b.send(
         "inject", site="activation", partition=PARTITION, copy=0, offset=0, bit=0,
         fault="seu", cluster=0, node="logits",
@@ -306,8 +313,14 @@ def test_a_crashed_worker_is_seen_as_a_crash_and_the_partition_restarted(board, 
 
 
 # --- process memory ---------------------------------------------------------------------------
-def _inside(mappings, address: int, size: int) -> bool:
-    return any(m.start <= address and address + size <= m.end for m in mappings)
+def _mapping_of(pid: int, address: int, size: int) -> tuple[str, str]:
+    """(permissions, name) of the line of /proc/PID/maps holding [address, address + size)."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        span, perms, *rest = line.split()
+        start, end = (int(x, 16) for x in span.split("-"))
+        if start <= address and address + size <= end:
+            return perms, rest[3] if len(rest) > 3 else ""
+    raise AssertionError(f"{address:#x} is in no mapping of {pid}")
 
 
 def test_a_process_memory_flip_lands_in_a_writable_mapping_of_a_worker(board):
@@ -319,12 +332,15 @@ def test_a_process_memory_flip_lands_in_a_writable_mapping_of_a_worker(board):
     )
     _done(reports)
     assert ack["site"] == "process-memory" and f"pid {pid}" in ack["target"]
-    assert _inside(agent.writable_mappings(pid), ack["address"], len(ack["new"]))
+    assert _mapping_of(pid, ack["address"], len(ack["new"])) in (("rw-p", ""), ("rw-p", "[heap]"))
     old = int.from_bytes(ack["old"], "little")
     new = int.from_bytes(ack["new"], "little")
     assert bin(old ^ new).count("1") == 2 and (old ^ new) >> ack["bit"] == 0b11
     # read back from the worker itself (it is idle: nothing there has run since)
     assert inject.read_process_memory(pid, ack["address"], len(ack["new"])) == ack["new"]
+    # every draw picks private writable memory, anonymous or heap, weighted by size
+    picks = [agent.choose_address(agent.writable_mappings(pid), d, 8) for d in range(300)]
+    assert {_mapping_of(pid, a, 4) for _, a, _ in picks} <= {("rw-p", ""), ("rw-p", "[heap]")}
     b.step(3)  # whatever it hit, the board carries on (a crash or hang would be restarted)
     assert all(w.alive for w in b.p.workers)
 
@@ -376,8 +392,10 @@ def test_a_cds_flip_is_found_at_the_next_load_which_recovers_from_the_other_slot
         cluster=0, node="",
     )  # fmt: skip
     _done(reports)
-    newest = agent.newest_cds_slot(b.sup)  # by the headers, which the flip left alone
-    assert ack["target"] == newest.name and ack["address"] == 30
+    newest = b.sup.cds.slot_path(int(ack["target"].rsplit(".", 1)[1]))
+    committed = b.sup.cds.record.sequence  # the last commit: the command's own replay window
+    assert HEADER.unpack(newest.read_bytes()[: HEADER.size])[3] == committed  # it hit that one
+    assert ack["address"] == 30
     assert newest.read_bytes()[30:31] == ack["new"] == bytes([ack["old"][0] ^ 0x02])
     corrupt = b.sup.log.count(events.CDS_COPY_CORRUPT)
     b.sup.cds.load()
@@ -386,12 +404,10 @@ def test_a_cds_flip_is_found_at_the_next_load_which_recovers_from_the_other_slot
     bad = int(newest.name.rsplit(".", 1)[1])
     assert b.sup.cds.last_load.slots[bad].startswith("corrupt")
     assert b.sup.cds.last_load.slots[1 - bad] == "ok" and b.sup.cds.last_load.source == 1 - bad
-    assert b.sup.cds.boot_count == boot
+    assert b.sup.cds.boot_count == boot and b.sup.cds.record.sequence == committed - 1
 
 
 # --- bad requests and the gate ------------------------------------------------------------------
-INJECT = {"partition": PARTITION, "copy": 0, "offset": 0, "bit": 0, "fault": "seu",
-          "cluster": 0, "node": ""}  # fmt: skip
 COMMANDS = [
     ("inject", {**INJECT, "site": "weights"}),
     ("hang_partition", {"partition": PARTITION, "replica": 0}),
