@@ -176,7 +176,7 @@ class Supervisor:
         self.by_name: dict[str, PartitionRuntime] = {}
         self.test_mode: Any = None  # flight.testmode.TestMode once loaded, in test mode
         #: called with each partition after its workers computed, before the vote (test mode:
-        #: the HIL agent's armed upsets of an output, flight.agent)
+        #: where the HIL agent fires its armed output upsets and reads back activation ones)
         self.before_vote: list[Callable[[PartitionRuntime], None]] = []
         self._environment = environment
         self._accelerate = accelerate
