@@ -5,10 +5,11 @@ Each board gets a working directory with a generated key file (0600), the rig's 
 (:mod:`hil.boards.mission`), its state directory and the output of every start; a free UDP
 port pair on 127.0.0.1 (so several boards run at once). The process runs in its own session:
 when the supervisor dies, what is left of its process group (a stopped or orphaned worker) is
-killed, as systemd kills what is left in a service's cgroup. Whether it is started again is
-the documented unit's decision (:mod:`hil.boards.restart`); each exit and restart is recorded
-with its wall-clock time, the same clock the board stamps its packets with, so a campaign's
-recovery time includes the restart.
+killed, as systemd kills what is left in a service's cgroup; a guard process
+(:mod:`hil.boards.guard`) stops the board if the harness itself dies. Whether it is started
+again is the documented unit's decision (:mod:`hil.boards.restart`); each exit and restart
+is recorded with its wall-clock time, the same clock the board stamps its packets with, so a
+campaign's recovery time includes the restart.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class LocalBoard(Board):
         self._lock = threading.Condition()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._guard: subprocess.Popen[str] | None = None
         self.failed: Exit | None = None  # the exit the init system did not restart
         if start:
             self.start()
@@ -139,6 +141,15 @@ class LocalBoard(Board):
         with self._lock:
             if self._watcher is not None:
                 raise RuntimeError(f"{self!r} was already started")
+            self._guard = subprocess.Popen(
+                [sys.executable, "-m", "hil.boards.guard"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+                cwd="/",
+                env={**os.environ, "PYTHONSAFEPATH": "1"},
+                start_new_session=True,
+            )
             self._limiter.note_start(time.monotonic())
             self._watcher = threading.Thread(
                 target=self._watch, name=f"board {self.url}", daemon=True
@@ -163,13 +174,12 @@ class LocalBoard(Board):
                 cwd="/",
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
             )
+        self._tell_guard(self._proc.pid)
 
     def _watch(self) -> None:
         """Start the service, then wait for each exit, clean up the process group, and
-        restart as the unit would. Every start is made from this thread, which lives as long
-        as the board: a process dies with the thread that started it (_die_with_parent)."""
+        restart as the unit would."""
         with self._lock:
             self._spawn()
             self._lock.notify_all()
@@ -204,6 +214,23 @@ class LocalBoard(Board):
                     Exit(exited_at, returncode, time.time(), decision.reboot, decision.why)
                 )
                 self._lock.notify_all()
+
+    def _tell_guard(self, pgid: int) -> None:
+        """The process group the guard stops if this process goes away (hil.boards.guard)."""
+        guard = self._guard
+        if guard is not None and guard.stdin is not None:
+            with contextlib.suppress(OSError):
+                guard.stdin.write(f"{pgid}\n")
+                guard.stdin.flush()
+
+    def _release_guard(self) -> None:
+        """Stopped here: tell the guard there is nothing left to stop, and let it go."""
+        self._tell_guard(0)
+        guard, self._guard = self._guard, None
+        if guard is not None and guard.stdin is not None:
+            with contextlib.suppress(OSError):
+                guard.stdin.close()
+            guard.wait(30)
 
     @property
     def pid(self) -> int | None:
@@ -283,6 +310,7 @@ class LocalBoard(Board):
                 proc.wait(30)
         if self._watcher is not None:
             self._watcher.join(60)
+        self._release_guard()
         summary = self.summary() if self.starts else None
         self._remove_directory()
         return summary
@@ -293,24 +321,6 @@ class LocalBoard(Board):
     def _remove_directory(self) -> None:
         if self._own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _die_with_parent():
-    """A preexec function: the board gets SIGTERM (a clean stop) when the thread that started
-    it ends, so no board outlives the harness however it ends (a killed campaign worker, a
-    test timeout). Linux prctl(PR_SET_PDEATHSIG); None elsewhere."""
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-    pr_set_pdeathsig = 1
-
-    def arm() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-    return arm
 
 
 def _kill_group(pgid: int) -> None:
