@@ -28,7 +28,8 @@ restart per run would cost a whole cold start).
 One board per worker process (process-global, created from the spec on first use: a spawned
 :class:`~hil.boards.LocalBoard` or the board at the spec's URL). A board that stops answering
 is reported on stderr and its batch fails (the runner re-queues it); the next batch in this
-process starts a new board (spawn) or connects again.
+process starts a new board (spawn) or connects again. A board at a URL restarted by its own
+init system is seen only as silence, so there the run's batch fails and is re-queued too.
 """
 
 from __future__ import annotations
