@@ -29,7 +29,7 @@ import os
 import sqlite3
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -204,16 +204,22 @@ def summarize(store_path: Path) -> tuple[dict[str, Any], Series]:
     """Read a campaign store (read-only) and compute the summary and the plot series."""
     if not store_path.is_file():
         raise ConfigError(f"{store_path}: no campaign store here (run `hil campaign run` first)")
-    store = Store.open(store_path)  # refuses a corrupt or foreign file
+    store = Store.open(store_path)  # refuses a corrupt or foreign file, never rewrites it
     try:
+        meta = store.meta()
+        arm_rows = store.arms()
         results = list(store.results())
     finally:
-        _close(store)
-    meta, arm_rows, times = _read_tables(store_path)
+        store.close()
+    times = _finish_times(store_path)
+    spec = _spec_tables(meta.get("spec_text", ""))
 
+    # Arms in the spec's order (the order the reader chose), then any others by name.
+    order = [a.get("name") for a in spec.get("arm", []) if isinstance(a, dict)]
     arms: dict[str, _Arm] = {}
-    for name, redundancy, planned, inference_s in arm_rows:
-        arms[name] = _Arm(name, redundancy, planned, inference_s)
+    for name in [n for n in order if n in arm_rows] + sorted(set(arm_rows) - set(order)):
+        row = arm_rows[name]
+        arms[name] = _Arm(name, row.redundancy, row.planned, row.inference_s)
     for result in results:
         arms.setdefault(result.arm, _Arm(result.arm)).add(result)
 
@@ -228,7 +234,7 @@ def summarize(store_path: Path) -> tuple[dict[str, Any], Series]:
     last = max((end for _arm, end, _d in times), default=None)
 
     summary = {
-        "campaign": _campaign(meta, len(results), started, last),
+        "campaign": _campaign(meta, spec, len(results), started, last),
         "arms": {name: arm.to_json(overheads[name]) for name, arm in arms.items()},
     }
     recovery = {
@@ -241,24 +247,14 @@ def summarize(store_path: Path) -> tuple[dict[str, Any], Series]:
     return summary, Series(finished, started, recovery, meta.get("spec_text", ""))
 
 
-def _read_tables(
-    path: Path,
-) -> tuple[dict[str, str], list[tuple[Any, ...]], list[tuple[str, float, float]]]:
-    """meta, arms and the runs' finish times: the store's tables the RunResults do not carry."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+def _finish_times(path: Path) -> list[tuple[str, float, float]]:
+    """(arm, finished, duration_s) per run: the store's API does not give when a run ended.
+    Read-only, so a report can be taken while the campaign is still writing."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
-        arms = conn.execute(
-            "SELECT name, redundancy, planned, inference_s FROM arms ORDER BY rowid"
-        ).fetchall()
-        times = conn.execute(
-            "SELECT arm, finished, duration_s FROM runs WHERE finished IS NOT NULL"
-        ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"{path}: not a campaign store ({exc})") from exc
+        return conn.execute("SELECT arm, finished, duration_s FROM runs").fetchall()
     finally:
         conn.close()
-    return meta, arms, times
 
 
 def _overheads(arms: Iterable[_Arm]) -> dict[str, dict[str, Any]]:
@@ -280,9 +276,12 @@ def _arm_redundancy(arms: list[_Arm], name: str) -> str | None:
 
 
 def _campaign(
-    meta: dict[str, str], runs: int, started: float | None, finished: float | None
+    meta: dict[str, str],
+    spec: dict[str, Any],
+    runs: int,
+    started: float | None,
+    finished: float | None,
 ) -> dict[str, Any]:
-    spec = _spec_tables(meta.get("spec_text", ""))
     wall = finished - started if started is not None and finished is not None else None
     return {
         "name": spec.get("campaign", {}).get("name"),
@@ -293,7 +292,7 @@ def _campaign(
         "flight_version": meta.get("flight_version"),
         "spec_sha256": meta.get("spec_sha256"),
         "model_sha256": meta.get("model_sha256"),
-        "created": meta.get("created"),
+        "created": _number_or_text(meta.get("created")),
         "schema_version": meta.get("schema_version"),
         "runs": runs,
         "started": started,
@@ -355,7 +354,7 @@ def _plot_outcomes(summary: dict[str, Any], figure: type) -> Any:
     ax.invert_yaxis()
     ax.set_xlabel("share of runs")
     ax.set_title("Outcome mix per arm")
-    ax.legend(ncols=len(Outcome), loc="lower center", bbox_to_anchor=(0.5, 1.08), fontsize=8)
+    fig.legend(ncols=len(Outcome), loc="outside lower center", fontsize=8)
     return fig
 
 
@@ -641,7 +640,9 @@ def _strata_tables(arms: dict[str, Any], kind: str, label: str) -> str:
         for name, a in arms.items()
         for key, s in a[kind].items()
     ]
-    return _table(header, rows, left=2) if rows else ""
+    if not rows:
+        return ""
+    return f"<details><summary>per {_e(label)}</summary>{_table(header, rows, left=2)}</details>"
 
 
 def _recovery_table(arms: dict[str, Any]) -> str:
@@ -695,12 +696,6 @@ def _replace(path: Path, text: str) -> Path:
     return path
 
 
-def _close(store: Any) -> None:
-    close: Callable[[], None] | None = getattr(store, "close", None)
-    if close is not None:
-        close()
-
-
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -714,6 +709,13 @@ def _int_or_none(text: str | None) -> int | None:
         return int(text) if text is not None else None
     except ValueError:
         return None
+
+
+def _number_or_text(text: str | None) -> float | str | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return text
 
 
 def _utc(t: float | None) -> str | None:
