@@ -327,7 +327,7 @@ def test_without_matplotlib_it_names_the_extra_and_writes_nothing(tmp_path, monk
     fill(tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ConfigError, match=r"hil\b.*extra"):
+    with pytest.raises(ConfigError, match=r"matplotlib.*\bhil\b"):
         write_report(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.sqlite"]
 
@@ -366,5 +366,6 @@ def test_the_report_renders_in_headless_chromium(report, tmp_path):
     assert png.stat().st_size > 30_000  # a page of plots, not an empty or error page
     pixels = image.imread(png)
     assert pixels.shape[:2] == (2400, 1280)
-    colours = np.unique(pixels[..., :3].reshape(-1, 3), axis=0)
-    assert len(colours) > 50  # the plots' colours, not one background colour
+    # the plots are there: the outcome bars' green covers a large block of the page
+    green = np.array([0x4C, 0x9F, 0x70]) / 255
+    assert (np.abs(pixels[..., :3] - green).max(axis=-1) < 4 / 255).sum() > 10_000
