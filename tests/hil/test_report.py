@@ -320,6 +320,20 @@ def test_html_escapes_names_from_the_store(tmp_path):
     assert "&lt;b&gt;evil&lt;/b&gt;" in page and "<b>evil</b>" not in page
 
 
+def test_a_campaign_without_runs_yet_still_reports(tmp_path):
+    fill(tmp_path, [])
+    summary_path, html_path = write_report(tmp_path)
+    summary = json.loads(summary_path.read_text())
+    assert summary["arms"]["tmr"]["runs"] == 0
+    rate = summary["arms"]["tmr"]["sdc_rate"]
+    # no trial, no claim: not "zero events", and the interval is all of [0, 1]
+    assert (rate["estimate"], rate["low"], rate["high"], rate["zero_events"]) == (None, 0, 1, False)
+    assert summary["campaign"]["started"] is None and summary["campaign"]["runs_per_s"] is None
+    page = html_path.read_text()
+    assert "no runs yet" in page and "no bit-level injections" in page
+    assert len(PNG_RE.findall(page)) == 1  # the (empty) outcome mix, arms listed
+
+
 # ---- refusals ------------------------------------------------------------------------------
 
 
