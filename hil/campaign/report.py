@@ -61,6 +61,7 @@ COLOURS = {
     Outcome.NOT_INJECTED: "#bbbbbb",
 }
 ARM_COLOURS = ("#c0392b", "#3b75af", "#4c9f70", "#e0a030", "#8e44ad", "#34495e")
+ARM_LINES = ("-", "--", ":", "-.")
 
 
 def write_report(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -383,11 +384,11 @@ def _plot_bits(summary: dict[str, Any], figure: type) -> Any | None:
     fig = figure(figsize=(9, 4), layout="constrained")
     ax = fig.add_subplot()
     width = 0.6 / len(arms)
+    colours = _arm_colours(summary["arms"])
     for i, (name, strata) in enumerate(arms.items()):
         est, err = _interval_points(strata, keys)
         x = np.arange(32) + (i - (len(arms) - 1) / 2) * width
-        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
-        ax.errorbar(x, est, yerr=err, fmt="o", ms=3, capsize=2, color=colour, label=name)
+        ax.errorbar(x, est, yerr=err, fmt="o", ms=3, capsize=2, color=colours[name], label=name)
     ax.set_xticks(range(0, 32, 2))
     ax.set_xlim(-0.8, 31.8)
     ax.set_xlabel("bit position in the 32-bit word")
@@ -408,16 +409,16 @@ def _plot_layers(summary: dict[str, Any], figure: type) -> Any | None:
     )
     ax = fig.add_subplot()
     height = 0.8 / len(arms)
+    colours = _arm_colours(summary["arms"])
     for i, (name, strata) in enumerate(arms.items()):
         est, err = _interval_points(strata, layers)
         y = np.arange(len(layers)) + (i - (len(arms) - 1) / 2) * height
-        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
         ax.barh(
             y,
             np.nan_to_num(est),
             height=height,
             xerr=err,
-            color=colour,
+            color=colours[name],
             alpha=0.8,
             error_kw={"capsize": 2, "elinewidth": 1},
             label=name,
@@ -432,9 +433,10 @@ def _plot_layers(summary: dict[str, Any], figure: type) -> Any | None:
 
 
 def _plot_recovery(series: Series, figure: type) -> Any | None:
+    # colour: the outcome (as in the outcome mix); line style: the arm
     curves = [
-        (f"{arm} {outcome}", values)
-        for arm, by_outcome in series.recovery.items()
+        (f"{arm} {outcome}", values, COLOURS[Outcome(outcome)], ARM_LINES[i % len(ARM_LINES)])
+        for i, (arm, by_outcome) in enumerate(series.recovery.items())
         for outcome, values in by_outcome.items()
         if values
     ]
@@ -442,13 +444,11 @@ def _plot_recovery(series: Series, figure: type) -> Any | None:
         return None
     fig = figure(figsize=(9, 3.8), layout="constrained")
     hist, cdf = fig.subplots(1, 2)
-    for i, (label, values) in enumerate(curves):
-        colour = ARM_COLOURS[i % len(ARM_COLOURS)]
-        hist.hist(
-            values, bins=min(30, max(5, len(values) // 3)), alpha=0.5, color=colour, label=label
-        )
+    for label, values, colour, line in curves:
+        bins = min(30, max(5, len(values) // 3))
+        hist.hist(values, bins=bins, histtype="step", lw=1.5, ls=line, color=colour, label=label)
         ys = np.arange(1, len(values) + 1) / len(values)
-        cdf.step(values, ys, where="post", color=colour, label=label)
+        cdf.step(values, ys, where="post", color=colour, ls=line, label=label)
     hist.set_xlabel("recovery time (s)")
     hist.set_ylabel("runs")
     hist.set_title("Recovery time")
@@ -461,19 +461,25 @@ def _plot_recovery(series: Series, figure: type) -> Any | None:
     return fig
 
 
+def _arm_colours(arms: Iterable[str]) -> dict[str, str]:
+    """One colour per arm, by its place in the report, the same in every plot."""
+    return {name: ARM_COLOURS[i % len(ARM_COLOURS)] for i, name in enumerate(arms)}
+
+
 def _plot_timeline(series: Series, figure: type) -> Any | None:
     if series.started is None:
         return None
     fig = figure(figsize=(9, 3.5), layout="constrained")
     ax = fig.add_subplot()
     every = sorted(t for values in series.finished.values() for t in values)
-    for i, (name, values) in enumerate(series.finished.items()):
+    colours = _arm_colours(series.finished)
+    for name, values in series.finished.items():
         if values:
             ax.step(
                 np.array(values) - series.started,
                 np.arange(1, len(values) + 1),
                 where="post",
-                color=ARM_COLOURS[i % len(ARM_COLOURS)],
+                color=colours[name],
                 label=name,
             )
     if len(series.finished) > 1:
