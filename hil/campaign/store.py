@@ -25,8 +25,16 @@ from urllib.parse import quote
 
 from flight.errors import ConfigError, FlightError
 from hil.campaign.outcome import ROW_FIELDS, Outcome, RunResult
+from hil.campaign.spec import CampaignSpec, file_sha256
 
-__all__ = ["SCHEMA_VERSION", "ArmRow", "DuplicateRunError", "Store", "StoreError"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ArmRow",
+    "DuplicateRunError",
+    "Store",
+    "StoreError",
+    "campaign_meta",
+]
 
 SCHEMA_VERSION = "1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -82,6 +90,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "golden": ("input", "output", "top1"),
     "runs": tuple(RUN_COLUMNS),
 }
+
+
+def campaign_meta(spec: CampaignSpec) -> dict[str, str]:
+    """The meta a campaign starts with and a resume must match: the spec (text and hash), the
+    model file's hash and the flight version."""
+    import flight
+
+    return {
+        "spec_text": spec.text,
+        "spec_sha256": spec.sha256,
+        "model_sha256": file_sha256(spec.target.model),
+        "flight_version": flight.__version__,
+        "seed": str(spec.seed),
+        "name": spec.name,
+    }
 
 
 class StoreError(ConfigError):

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,10 @@ def test_runs_round_trip_with_every_field(tmp_path):
         assert store.add([run(), run(index=1, outcome=Outcome.MASKED, top1_changed=None)]) == 2
         store.add([hang, missed])
         store.put_golden([(0, b"\x01\x02", 7), (1, b"\x03", None)])
+        # WAL from the start: a reader (the live report) never blocks the writer
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        conn.close()
     with Store.open(path) as store:
         assert list(store.results("tmr")) == [hang, missed]
         assert [r.index for r in store.results()] == [0, 1, 3, 4]
@@ -208,6 +213,34 @@ def test_a_corrupt_or_foreign_database_is_refused_and_left_untouched(tmp_path, m
     assert left == siblings
 
 
+def test_campaign_meta_resumes_the_same_spec_and_refuses_an_edited_model(tmp_path):
+    import shutil
+
+    import flight
+    from hil.campaign.spec import load_spec
+    from hil.campaign.store import campaign_meta
+
+    model = tmp_path / "m.flm"
+    shutil.copy(Path(flight.__file__).parent / "data" / "digits_cnn.flm", model)
+    (tmp_path / "s.toml").write_text(
+        '[campaign]\nname = "c"\nruns = 3\n[target]\nmodel = "m.flm"\n'
+        '[fault]\n[[arm]]\nname = "a"\n'
+    )
+    meta = campaign_meta(load_spec(tmp_path / "s.toml"))
+    assert meta["flight_version"] == flight.__version__ and meta["seed"] == "0"
+    assert meta["model_sha256"] == sha(model)
+    Store.create(tmp_path / "c.sqlite", meta).close()
+    with Store.open(tmp_path / "c.sqlite") as store:
+        store.check_resume(campaign_meta(load_spec(tmp_path / "s.toml")))
+        with model.open("r+b") as f:
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 1]))
+        with pytest.raises(StoreError, match="the model file"):
+            store.check_resume(campaign_meta(load_spec(tmp_path / "s.toml")))
+
+
 def test_a_missing_database_is_refused_not_created(tmp_path):
     with pytest.raises(StoreError, match="no campaign database"):
         Store.open(tmp_path / "none.sqlite")
@@ -238,12 +271,23 @@ def test_resume_refuses_another_spec_model_or_flight_version(tmp_path, key, word
 
 CHILD = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys
     from hil.campaign.outcome import Outcome, RunResult
     from hil.campaign.store import Store
 
     store = Store.open(sys.argv[1])
-    batch = int(sys.argv[2])
+    batch, inside = int(sys.argv[2]), sys.argv[3] == "inside"
+    calls = 0
+
+    def kill_inside_sqlite():
+        # called by SQLite every 1,000 instructions of a statement: the 3rd call is well
+        # inside the batch's INSERTs, rows into it
+        global calls
+        calls += 1
+        if calls == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 0
+
     for b in range(10**9):
         rows = [
             RunResult(arm="none", index=b * batch + i, site="weights", layer="w", bit=i % 32,
@@ -251,37 +295,48 @@ CHILD = textwrap.dedent(
                       outcome=Outcome.SDC, worker=str(b), extra={"batch": b})
             for i in range(batch)
         ]
+        if inside and b == 5:
+            store._conn.set_progress_handler(kill_inside_sqlite, 1000)
+        print("adding", b, flush=True)
         store.add(rows)
-        print(b, flush=True)
+        print("added", b, flush=True)
     """
 )
 
 
-def test_sigkill_during_adds_loses_no_committed_batch_and_leaves_no_half(tmp_path):
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_sigkill_during_adds_loses_no_committed_batch_and_leaves_no_half(tmp_path, where):
+    """``inside``: the child kills itself from SQLite's progress handler in the middle of a
+    batch's INSERTs (deterministic); ``outside``: the test kills it as it starts a batch."""
     path = tmp_path / "campaign.sqlite"
     Store.create(path, META).close()
-    batch = 200
+    batch = 2000
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), str(batch)],
+        [sys.executable, "-c", CHILD, str(path), str(batch), where],
         stdout=subprocess.PIPE,
         text=True,
     )
+    committed = -1
     try:
-        committed = -1
-        while committed < 30:  # reported after each commit; then kill it mid-stream
-            line = child.stdout.readline()
-            assert line, "the child died before it was killed"
-            committed = int(line)
+        for line in child.stdout:
+            word, b = line.split()
+            if word == "added":
+                committed = int(b)
+            if (int(b) == 5 and where == "outside") or int(b) > 5:  # (inside: never > 5)
+                break
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=60)
         child.stdout.close()
     assert child.returncode == -signal.SIGKILL
+    assert committed == 4
     with Store.open(path) as store:
         done = store.done("none")
-        assert len(done) % batch == 0  # whole batches only
+        assert len(done) % batch == 0, f"{len(done)} runs: half a batch was stored"
         assert done == set(range(len(done)))  # every batch up to the last one committed
         assert len(done) >= (committed + 1) * batch  # every reported commit is there
+        if where == "inside":
+            assert len(done) == 5 * batch
         for r in store.results():
             assert r.extra == {"batch": r.index // batch} and r.byte_offset == r.index // batch
         store.add([run(index=len(done))])  # and the campaign goes on
