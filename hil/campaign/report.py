@@ -285,7 +285,7 @@ def _campaign(
 ) -> dict[str, Any]:
     wall = finished - started if started is not None and finished is not None else None
     return {
-        "name": spec.get("campaign", {}).get("name"),
+        "name": spec.get("campaign", {}).get("name") or meta.get("name"),
         "seed": _int_or_none(meta.get("seed")),
         "level": spec.get("target", {}).get("level"),
         "fault_model": spec.get("fault", {}).get("model"),
