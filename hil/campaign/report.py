@@ -9,8 +9,8 @@ Decisions the numbers rest on (docs/hil.md, "Reading the report"):
 
 * a not-injected run (the read-back showed no change) is counted apart and is not a trial: every
   rate's denominator is ``injected`` = runs - not-injected;
-* rates are Wilson score intervals (95 %); with zero events the estimate is 0 and the bound that
-  matters is ``high`` (``zero_events`` says so);
+* rates are Wilson score intervals at the spec's ``confidence`` (default 95 %); with zero
+  events the estimate is 0 and the bound that matters is ``high`` (``zero_events`` says so);
 * the per-bit breakdown leaves out runs without a bit position (bit -1: hangs, crashes), the
   per-layer breakdown runs without a layer name; the per-site breakdown holds every run;
 * overhead is fault-free inference time relative to the unprotected arm (redundancy ``none``,
@@ -42,12 +42,12 @@ from hil.campaign.outcome import Outcome, RunResult
 from hil.campaign.stats import wilson
 from hil.campaign.store import Store
 
-__all__ = ["CONFIDENCE", "STORE_NAME", "summarize", "write_report"]
+__all__ = ["DEFAULT_CONFIDENCE", "STORE_NAME", "summarize", "write_report"]
 
 STORE_NAME = "campaign.sqlite"
 SUMMARY_NAME = "summary.json"
 HTML_NAME = "report.html"
-CONFIDENCE = 0.95
+DEFAULT_CONFIDENCE = 0.95  # when the stored spec names none (the spec's own default)
 TIMED_OUTCOMES = (Outcome.HANG, Outcome.CRASH)
 
 # One colour per outcome, the same in every plot; not-injected is grey: it is not a result.
@@ -84,9 +84,9 @@ def write_report(out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------------------------
 
 
-def rate(k: int, n: int) -> dict[str, Any]:
+def rate(k: int, n: int, confidence: float) -> dict[str, Any]:
     """A Wilson interval as JSON; ``estimate`` is null when there was no trial at all."""
-    interval = wilson(k, n, CONFIDENCE)
+    interval = wilson(k, n, confidence)
     return {
         "estimate": _finite(interval.estimate),
         "low": float(interval.low),
@@ -94,7 +94,7 @@ def rate(k: int, n: int) -> dict[str, Any]:
         "events": k,
         "trials": n,
         "zero_events": k == 0 and n > 0,
-        "confidence": CONFIDENCE,
+        "confidence": confidence,
     }
 
 
@@ -121,7 +121,7 @@ class _Tally:
     def add(self, outcome: Outcome) -> None:
         self.counts[outcome] += 1
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, confidence: float) -> dict[str, Any]:
         runs = sum(self.counts.values())
         not_injected = self.counts[Outcome.NOT_INJECTED]
         injected = runs - not_injected
@@ -130,7 +130,7 @@ class _Tally:
             "injected": injected,
             "not_injected": not_injected,
             "counts": {o.value: self.counts[o] for o in Outcome},
-            "sdc_rate": rate(self.counts[Outcome.SDC], injected),
+            "sdc_rate": rate(self.counts[Outcome.SDC], injected, confidence),
         }
 
 
@@ -164,17 +164,18 @@ class _Arm:
         if outcome in TIMED_OUTCOMES:
             self.timed[outcome].append(result)
 
-    def to_json(self, overhead: dict[str, Any]) -> dict[str, Any]:
+    def to_json(self, overhead: dict[str, Any], confidence: float) -> dict[str, Any]:
+        c = confidence
         return {
             "redundancy": self.redundancy,
             "planned": self.planned,
-            **self.total.to_json(),
+            **self.total.to_json(c),
             "top1_changed": self.top1_changed,
             "corrected_words": self.corrected_words,
             "overhead": overhead,
-            "by_site": {k: self.sites[k].to_json() for k in sorted(self.sites)},
-            "by_layer": {k: self.layers[k].to_json() for k in sorted(self.layers)},
-            "by_bit": {str(k): self.bits[k].to_json() for k in sorted(self.bits)},
+            "by_site": {k: self.sites[k].to_json(c) for k in sorted(self.sites)},
+            "by_layer": {k: self.layers[k].to_json(c) for k in sorted(self.layers)},
+            "by_bit": {str(k): self.bits[k].to_json(c) for k in sorted(self.bits)},
             "recovery": {o.value: _recovery(self.timed[o]) for o in TIMED_OUTCOMES},
         }
 
@@ -234,9 +235,10 @@ def summarize(store_path: Path) -> tuple[dict[str, Any], Series]:
     started = min(starts) if starts else None
     last = max((end for _arm, end, _d in times), default=None)
 
+    confidence = _confidence(spec)
     summary = {
         "campaign": _campaign(meta, spec, len(results), started, last),
-        "arms": {name: arm.to_json(overheads[name]) for name, arm in arms.items()},
+        "arms": {name: arm.to_json(overheads[name], confidence) for name, arm in arms.items()},
     }
     recovery = {
         name: {
@@ -302,8 +304,18 @@ def _campaign(
         "finished_utc": _utc(finished),
         "wall_s": wall,
         "runs_per_s": runs / wall if wall else None,
-        "confidence": CONFIDENCE,
+        "confidence": _confidence(spec),
     }
+
+
+def _confidence(spec: dict[str, Any]) -> float:
+    """The spec's confidence is the level of every reported interval (docs/hil.md)."""
+    value = spec.get("campaign", {}).get("confidence", DEFAULT_CONFIDENCE)
+    return float(value) if isinstance(value, int | float) and 0 < value < 1 else DEFAULT_CONFIDENCE
+
+
+def _level(summary: dict[str, Any]) -> str:
+    return f"{summary['campaign']['confidence']:.0%}"
 
 
 def _spec_tables(text: str) -> dict[str, Any]:
@@ -392,7 +404,7 @@ def _plot_bits(summary: dict[str, Any], figure: type) -> Any | None:
     ax.set_xticks(range(0, 32, 2))
     ax.set_xlim(-0.8, 31.8)
     ax.set_xlabel("bit position in the 32-bit word")
-    ax.set_ylabel(f"SDC rate ({CONFIDENCE:.0%} Wilson)")
+    ax.set_ylabel(f"SDC rate ({_level(summary)} Wilson)")
     ax.set_title("SDC rate against bit position")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -425,7 +437,7 @@ def _plot_layers(summary: dict[str, Any], figure: type) -> Any | None:
         )
     ax.set_yticks(range(len(layers)), layers, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"SDC rate ({CONFIDENCE:.0%} Wilson)")
+    ax.set_xlabel(f"SDC rate ({_level(summary)} Wilson)")
     ax.set_title("Vulnerability per layer")
     ax.grid(axis="x", alpha=0.3)
     ax.legend()
@@ -518,6 +530,7 @@ def render_html(summary: dict[str, Any], series: Series, figure: type) -> str:
     """The whole report as one string: plots, then the tables behind them."""
     camp = summary["campaign"]
     title = f"Campaign {camp['name'] or '(unnamed)'}"
+    level = _level(summary)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -526,15 +539,15 @@ def render_html(summary: dict[str, Any], series: Series, figure: type) -> str:
         _meta_table(camp),
         "<h2>Outcomes per arm</h2>",
         _plot_or_text(_plot_outcomes(summary, figure), "outcome mix per arm", "no arms"),
-        _arms_table(summary["arms"]),
+        _arms_table(summary["arms"], level),
         "<h2>SDC rate against bit position</h2>",
         _plot_or_text(_plot_bits(summary, figure), "SDC rate per bit", "no bit-level injections"),
-        _strata_tables(summary["arms"], "by_bit", "bit"),
+        _strata_tables(summary["arms"], "by_bit", "bit", level),
         "<h2>Vulnerability per layer</h2>",
         _plot_or_text(_plot_layers(summary, figure), "SDC rate per layer", "no named layers"),
-        _strata_tables(summary["arms"], "by_layer", "layer"),
+        _strata_tables(summary["arms"], "by_layer", "layer", level),
         "<h2>Per site</h2>",
-        _strata_tables(summary["arms"], "by_site", "site"),
+        _strata_tables(summary["arms"], "by_site", "site", level),
         "<h2>Recovery time (hangs and crashes)</h2>",
         _plot_or_text(_plot_recovery(series, figure), "recovery times", "no hangs or crashes"),
         _recovery_table(summary["arms"]),
@@ -590,14 +603,14 @@ def _rate_text(r: dict[str, Any]) -> str:
     return f"{r['estimate']:.3g} {bound}"
 
 
-def _arms_table(arms: dict[str, Any]) -> str:
+def _arms_table(arms: dict[str, Any], level: str) -> str:
     header = [
         "arm",
         "redundancy",
         "runs",
         "injected",
         *[o.value for o in Outcome],
-        "SDC rate (95%)",
+        f"SDC rate ({level})",
         "top-1 changed",
         "inference (s)",
         "overhead",
@@ -619,14 +632,14 @@ def _arms_table(arms: dict[str, Any]) -> str:
     return _table(header, rows, left=2)
 
 
-def _strata_tables(arms: dict[str, Any], kind: str, label: str) -> str:
+def _strata_tables(arms: dict[str, Any], kind: str, label: str, level: str) -> str:
     header = [
         "arm",
         label,
         "runs",
         "not injected",
         "sdc",
-        "SDC rate (95%)",
+        f"SDC rate ({level})",
         *[o.value for o in Outcome if o not in (Outcome.SDC, Outcome.NOT_INJECTED)],
     ]
     rows = [

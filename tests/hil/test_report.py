@@ -188,12 +188,25 @@ def test_sdc_rate_is_a_wilson_interval_over_the_injected_runs(report):
     assert (sdc["events"], sdc["trials"], sdc["zero_events"]) == (4, 11, False)
 
 
+def test_intervals_are_at_the_spec_confidence(tmp_path):
+    spec = SPEC.replace("runs = 20", "confidence = 0.99\nmargin = 0.05")
+    fill(tmp_path, meta={**META, "spec_text": spec})
+    summary = json.loads(write_report(tmp_path)[0].read_text())
+    z99 = 2.5758293035489004  # the standard normal's 99.5 % quantile
+    assert summary["campaign"]["confidence"] == 0.99
+    tmr = summary["arms"]["tmr"]["sdc_rate"]
+    assert tmr["high"] == pytest.approx(z99**2 / (10 + z99**2), rel=1e-9)
+    assert tmr["confidence"] == 0.99
+    assert "SDC rate (99%)" in (tmp_path / "report.html").read_text()
+
+
 def test_zero_events_report_the_upper_bound(report):
     summary, _, _ = report
     sdc = summary["arms"]["tmr"]["sdc_rate"]
     # k = 0: the Wilson upper bound is z^2 / (n + z^2)
     assert sdc["high"] == pytest.approx(Z95**2 / (10 + Z95**2), rel=1e-9)
     assert (sdc["estimate"], sdc["low"], sdc["zero_events"], sdc["trials"]) == (0.0, 0.0, True, 10)
+    assert summary["campaign"]["confidence"] == sdc["confidence"] == 0.95
 
 
 def test_breakdowns_per_site_layer_and_bit(report):
