@@ -31,6 +31,11 @@ def test_wilson_known_values():
     assert zero.low == 0.0 and zero.estimate == 0.0
     assert zero.high == pytest.approx(1.959964**2 / (10_000 + 1.959964**2), rel=1e-5)
     assert wilson(10, 10).high == 1.0
+    # at 0 and n events the algebra gives exact ends that rounding must not move past [0, 1]
+    for n in range(1, 300):
+        none, every = wilson(0, n), wilson(n, n)
+        assert none.low == 0.0 and every.high == 1.0
+        assert 0.0 <= none.low <= none.high <= 1.0 and 0.0 <= every.low <= every.high <= 1.0
     empty = wilson(0, 0)
     assert math.isnan(empty.estimate) and (empty.low, empty.high) == (0.0, 1.0)
     assert wilson(5, 100, 0.99).half_width > wilson(5, 100, 0.95).half_width
