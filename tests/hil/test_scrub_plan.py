@@ -286,6 +286,7 @@ def test_cli_mission_budget_gives_the_period_and_text_output():
         ("--bytes", "4096", "--copies", "4", "--environment", "leo", "--period", "1"),
         ("--model", "no-such.flm", "--environment", "leo", "--period", "1"),
         ("--environment", "leo", "--period", "1"),  # no layout
+        ("--bytes", "4096", "--environment", "leo", "--period", "1", "--target", "0"),
     ],
 )
 def test_cli_bad_input_exits_78(args):
