@@ -99,8 +99,8 @@ class Region:
             raise errors.ConfigError(f"region {self.name!r}: bytes must be >= 0")
         if self.copies not in (1, 2, 3):
             raise errors.ConfigError(f"region {self.name!r}: copies must be 1..3")
-        bad_block = self.block_size < MIN_BLOCK_SIZE or self.block_size % 8
-        if not isinstance(self.block_size, int) or bad_block:
+        block = self.block_size
+        if not isinstance(block, int) or block < MIN_BLOCK_SIZE or block % 8:
             raise errors.ConfigError(
                 f"region {self.name!r}: block size must be a multiple of 8 and >= "
                 f"{MIN_BLOCK_SIZE}, got {self.block_size}"
