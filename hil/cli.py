@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_link_parser(sub)
+    __import__("hil.plan_cli", fromlist=["add_parser"]).add_parser(sub)  # hil plan
     return parser
 
 
