@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -128,6 +129,9 @@ class Store:
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path, self._conn = path, conn
+        # one connection shared by the harness's threads (an executor's completion callbacks
+        # run in its own thread): every use holds the lock
+        self._lock = threading.RLock()
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -178,7 +182,8 @@ class Store:
         return cls(path, conn)
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -189,7 +194,8 @@ class Store:
     # ---- meta, arms, golden ---------------------------------------------------------------
 
     def meta(self) -> dict[str, str]:
-        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        with self._lock:
+            return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
     def check_resume(self, meta: Mapping[str, Any]) -> None:
         """Refuse to continue with another spec, model or flight version, naming which."""
@@ -209,7 +215,7 @@ class Store:
         self, name: str, redundancy: str, planned: int, inference_s: float | None = None
     ) -> None:
         """Record (or update) an arm's plan and its fault-free time per inference."""
-        with self._conn:
+        with self._lock, self._conn:
             self._conn.execute(
                 "INSERT INTO arms VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
                 "redundancy=excluded.redundancy, planned=excluded.planned, "
@@ -218,12 +224,13 @@ class Store:
             )
 
     def arms(self) -> dict[str, ArmRow]:
-        rows = self._conn.execute("SELECT * FROM arms ORDER BY name").fetchall()
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM arms ORDER BY name").fetchall()
         return {r[0]: ArmRow(*r) for r in rows}
 
     def put_golden(self, rows: Iterable[tuple[int, bytes, int | None]]) -> None:
         """Store the golden outputs (input index, output bytes, top-1 or None) at once."""
-        with self._conn:
+        with self._lock, self._conn:
             self._conn.executemany(
                 "INSERT INTO golden VALUES (?, ?, ?)",
                 [
@@ -233,9 +240,10 @@ class Store:
             )
 
     def golden(self) -> list[tuple[int, bytes, int | None]]:
-        return self._conn.execute(
-            "SELECT input, output, top1 FROM golden ORDER BY input"
-        ).fetchall()
+        with self._lock:
+            return self._conn.execute(
+                "SELECT input, output, top1 FROM golden ORDER BY input"
+            ).fetchall()
 
     # ---- runs -----------------------------------------------------------------------------
 
@@ -245,7 +253,7 @@ class Store:
         rows = [(*r.to_row(), now) for r in results]
         marks = ", ".join("?" * len(RUN_COLUMNS))
         try:
-            with self._conn:
+            with self._lock, self._conn:
                 self._conn.executemany(f"INSERT INTO runs VALUES ({marks})", rows)
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc) and "PRIMARY KEY" not in str(exc):
@@ -258,28 +266,38 @@ class Store:
 
     def done(self, arm: str) -> set[int]:
         """Indices of ``arm`` already stored (what a resume skips)."""
-        return {i for (i,) in self._conn.execute("SELECT idx FROM runs WHERE arm = ?", (arm,))}
+        with self._lock:
+            rows = self._conn.execute("SELECT idx FROM runs WHERE arm = ?", (arm,)).fetchall()
+        return {i for (i,) in rows}
 
-    def results(self, arm: str | None = None) -> Iterator[RunResult]:
-        """Stored runs, by arm then index."""
+    def results(self, arm: str | None = None, chunk: int = 1000) -> Iterator[RunResult]:
+        """Stored runs, by arm then index, read ``chunk`` rows per query (each query complete
+        under the lock, so adds from other threads may go on between them)."""
         names = ", ".join(tuple(RUN_COLUMNS)[:-1])
-        if arm is None:
-            cursor = self._conn.execute(f"SELECT {names} FROM runs ORDER BY arm, idx")
-        else:
-            cursor = self._conn.execute(
-                f"SELECT {names} FROM runs WHERE arm = ? ORDER BY idx", (arm,)
-            )
-        for row in cursor:
-            yield RunResult.from_row(row)
+        where = "" if arm is None else "arm = ? AND "
+        first: tuple[Any, ...] = () if arm is None else (arm,)
+        after: tuple[str, int] = ("", -1)
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT {names} FROM runs WHERE {where}(arm, idx) > (?, ?) "
+                    "ORDER BY arm, idx LIMIT ?",
+                    (*first, *after, chunk),
+                ).fetchall()
+            for row in rows:
+                yield RunResult.from_row(row)
+            if len(rows) < chunk:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
     def counts(self) -> dict[str, dict[Outcome, int]]:
         """Runs per arm and outcome (every class present, zeros included)."""
-        out: dict[str, dict[Outcome, int]] = {}
-        for name in self.arms():
-            out[name] = {o: 0 for o in Outcome}
-        for arm, outcome, n in self._conn.execute(
-            "SELECT arm, outcome, COUNT(*) FROM runs GROUP BY arm, outcome"
-        ):
+        out = {name: {o: 0 for o in Outcome} for name in self.arms()}
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT arm, outcome, COUNT(*) FROM runs GROUP BY arm, outcome"
+            ).fetchall()
+        for arm, outcome, n in rows:
             out.setdefault(arm, {o: 0 for o in Outcome})[Outcome(outcome)] = n
         return out
 
@@ -292,7 +310,7 @@ class Store:
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
     uri = f"file:{quote(str(path))}?mode={mode}"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=30.0)
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the campaign database: {exc}") from exc
     try:

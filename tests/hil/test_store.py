@@ -340,3 +340,22 @@ def test_sigkill_during_adds_loses_no_committed_batch_and_leaves_no_half(tmp_pat
         for r in store.results():
             assert r.extra == {"batch": r.index // batch} and r.byte_offset == r.index // batch
         store.add([run(index=len(done))])  # and the campaign goes on
+
+
+def test_results_read_in_chunks_and_adds_from_other_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Store.create(tmp_path / "c.sqlite", META) as store:
+        # an executor's completion callbacks run in its threads: they may add
+        with ThreadPoolExecutor(2) as pool:
+            for arm in ("a", "b"):
+                for start in range(0, 10, 5):
+                    batch = [run(arm, i) for i in range(start, start + 5)]
+                    pool.submit(lambda b=batch: b).add_done_callback(
+                        lambda f: store.add(f.result())
+                    )
+        expected = [("a", i) for i in range(10)] + [("b", i) for i in range(10)]
+        for chunk in (1, 3, 10, 1000):
+            assert [(r.arm, r.index) for r in store.results(chunk=chunk)] == expected
+            assert [r.index for r in store.results("b", chunk=chunk)] == list(range(10))
+        assert list(store.results("c")) == []
