@@ -477,7 +477,7 @@ class _Parser:
 
         try:
             parse_url(board)
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:  # urlsplit's own ValueError ("udp://[")
             raise t.error("board", f'must be "spawn" or a link URL: {exc}') from None
         for key in ("boards", "mission"):
             t.refuse(key, 'with a board URL (only with board = "spawn")')
@@ -554,13 +554,21 @@ class _Parser:
         anywhere); the first existing file wins."""
         if not text:
             raise t.error(key, "must not be empty")
-        given = Path(text).expanduser()
+        if "\x00" in text:
+            raise t.error(key, f"{text!r}: a path cannot contain a NUL character")
+        try:
+            given = Path(text).expanduser()
+        except RuntimeError as exc:  # "~user" of no user, or no home directory
+            raise t.error(key, f"{text!r}: {exc}") from None
         if suffixes and given.suffix not in suffixes:
             raise t.error(key, f"{text!r}: expected a {' or '.join(suffixes)} file")
         candidates = self.candidates(given)
         for candidate in candidates:
-            if candidate.is_file():
-                return candidate.resolve()
+            try:
+                if candidate.is_file():
+                    return candidate.resolve()
+            except OSError as exc:  # a name too long, a loop of links
+                raise t.error(key, f"{text!r}: {exc.strerror or exc}") from None
         if must_exist:
             tried = ", ".join(str(c) for c in candidates)
             raise t.error(key, f"no such file {text!r} (tried {tried})")

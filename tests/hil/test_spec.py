@@ -228,6 +228,9 @@ REFUSED = [
     (_swap(EX, "[target]", "target = 1\n[targe]"), "unknown table or key 'targe'"),
     (EX.replace("[target]\n", "[tgt]\n"), "unknown table or key 'tgt'"),
     ("[campaign\n", "invalid TOML"),
+    (_swap(EX, '"inputs.npy"', '"in\\u0000puts.npy"'), "[target] inputs: 'in\\x00puts.npy': a path cannot contain a NUL"),  # noqa: E501
+    (_swap(EX, '"inputs.npy"', '"~no-such-user-hilcore/in.npy"'), "[target] inputs: '~no-such-user-hilcore/in.npy': "),  # noqa: E501
+    (_swap(EX, '"flight/data/digits_cnn.flm"', '"' + "m" * 5000 + '.flm"'), "[target] model: 'mmmm"),  # noqa: E501
 ]  # fmt: skip
 
 BOARD_REFUSED = [
@@ -240,6 +243,7 @@ BOARD_REFUSED = [
     (_swap(BOARD, 'level = "board"', 'level = "board"\nboard = "ftp://x:1"'), '[target] board: must be "spawn" or a link URL'),  # noqa: E501
     (_swap(BOARD, 'level = "board"', 'level = "board"\nboard = "udp://127.0.0.1:5000"\nboards = 2'), "[target] boards: does not apply with a board URL"),  # noqa: E501
     (_swap(BOARD, 'level = "board"', 'level = "board"\nkey_file = "k"'), '[target] key_file: does not apply with board = "spawn"'),  # noqa: E501
+    (_swap(BOARD, 'level = "board"', 'level = "board"\nboard = "udp://["'), '[target] board: must be "spawn" or a link URL'),  # noqa: E501
     (_swap(BOARD, 'level = "board"', 'level = "board"\nboards = 0'), "[target] boards: 0 is out of range 1 .. 64"),  # noqa: E501
     (_swap(BOARD, 'level = "board"', 'level = "board"\nmission = "nope.toml"'), "[target] mission: no such file"),  # noqa: E501
     (_swap(BOARD, 'level = "board"', 'level = "board"\npartition = ""'), "[target] partition: must not be empty"),  # noqa: E501
@@ -390,7 +394,8 @@ SCALARS = st.one_of(
     st.booleans(),
     st.text(max_size=12),
     st.sampled_from(["model", "board", "spawn", "seu", "hang", "crash", "tmr", "weights", "cds",
-                     "process-memory", "partition", "udp://127.0.0.1:1", "digits_cnn.flm"]),
+                     "process-memory", "partition", "udp://127.0.0.1:1", "digits_cnn.flm",
+                     "udp://[", "~no-such-user-hilcore/x.flm", "a\x00.toml", "x" * 300 + ".npy"]),
 )  # fmt: skip
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4))
 
