@@ -256,6 +256,24 @@ def test_a_board_does_not_outlive_the_harness_that_spawned_it(tmp_path):
     assert _gone([supervisor])
 
 
+def test_a_remote_board_over_tcp_is_reached_once_it_listens(tmp_path):
+    from boards import free_tcp_port
+
+    keys = write_key_file(tmp_path / "keys.toml")
+    mission = tmp_path / "mission.toml"
+    mission.write_text(mission_text(f'[link]\nkey_file = "{keys}"\n', test_mode=True))
+    url = f"tcp://127.0.0.1:{free_tcp_port()}"
+    process = Board(tmp_path, url, mission)
+    process.start()  # ground() is called at once: it connects when the board listens
+    try:
+        board = open_board(url, keys)
+        with board.ground() as ground:
+            assert board.wait_ready(ground, START_TIMEOUT) > 0
+    finally:
+        summary = process.stop()
+    assert summary["link"]["tc_accepted"] >= 1
+
+
 def _line(proc: subprocess.Popen, prefix: str, timeout: float = START_TIMEOUT) -> str:
     """The next line of ``proc``'s stdout that starts with ``prefix`` (bounded wait)."""
     deadline = time.monotonic() + timeout
