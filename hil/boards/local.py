@@ -142,7 +142,12 @@ class LocalBoard(Board):
             if self._watcher is not None:
                 raise RuntimeError(f"{self!r} was already started")
             self._guard = subprocess.Popen(
-                [sys.executable, "-m", "hil.boards.guard"],
+                [
+                    sys.executable,
+                    "-m",
+                    "hil.boards.guard",
+                    *([str(self.directory)] if self._own_directory else []),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 text=True,

@@ -241,19 +241,22 @@ def test_a_board_does_not_outlive_the_harness_that_spawned_it(tmp_path):
     owner = subprocess.Popen(
         [
             sys.executable, "-c",
-            "import sys, time; from hil.boards import LocalBoard; "
-            "b = LocalBoard(directory=sys.argv[1]); print(b.pid, flush=True); time.sleep(600)",
-            str(tmp_path / "board"),
+            "import time; from hil.boards import LocalBoard; "
+            "b = LocalBoard(); print(b.pid, b.directory, flush=True); time.sleep(600)",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     try:
-        supervisor = int(owner.stdout.readline())
+        pid, directory = owner.stdout.readline().split()
     finally:
         owner.kill()
         owner.wait(60)
-    assert _gone([supervisor])
+    assert _gone([int(pid)])
+    deadline = time.monotonic() + 60
+    while Path(directory).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(directory).exists()  # its temporary directory too
 
 
 def test_a_remote_board_over_tcp_is_reached_once_it_listens(tmp_path):
