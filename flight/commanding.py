@@ -224,6 +224,91 @@ def test_flip_bit(sup: Any, link: Any, command: Any) -> None:
     )
 
 
+def _agent(link: Any, command: Any, act: Callable[[], Any]) -> None:
+    """Carry out one HIL agent request (test mode; the gate is at acceptance and again in
+    flight.agent): a start failure if the agent refuses it, else the INJECTION packet with
+    the bytes read back and the completion, now or, for an armed upset, when it fires."""
+    from flight import agent, errors
+
+    try:
+        record = act()
+    except agent.AgentError as exc:
+        link.refuse(command, exc.code, str(exc))
+        return
+    except errors.ConfigError as exc:
+        link.refuse(command, FailureCode.NOT_ALLOWED, str(exc))
+        return
+    link.start(command)
+    if record is not None:
+        _injected(link, command)(record)
+
+
+def _injected(link: Any, command: Any) -> Callable[[Any], None]:
+    from flight import agent
+
+    site = {
+        "hang_partition": "partition",
+        "crash_partition": "partition",
+        "flip_memory": "process-memory",
+    }.get(command.name) or command.args["site"]
+
+    def report(record: Any) -> None:
+        link.injection(command, agent.telemetry(site, record))
+        link.complete(command, detail=agent.describe(record))
+
+    return report
+
+
+def inject(sup: Any, link: Any, command: Any) -> None:
+    """Test mode: upset a weight or CRC-table copy or the CDS now, or arm an upset of an
+    output or an activation for the partition's next inference."""
+    from flight import agent
+
+    a = command.args
+    _agent(
+        link,
+        command,
+        lambda: agent.inject_fault(
+            sup, a["site"], a["partition"], a["copy"], a["offset"], a["bit"], a["fault"],
+            a["cluster"], a["node"], on_fire=_injected(link, command),
+        ),
+    )  # fmt: skip
+
+
+def hang_partition(sup: Any, link: Any, command: Any) -> None:
+    """Test mode: SIGSTOP one worker (the health monitor must see a hang)."""
+    from flight import agent
+
+    a = command.args
+    _agent(link, command, lambda: agent.hang_partition(sup, a["partition"], a["replica"]))
+
+
+def crash_partition(sup: Any, link: Any, command: Any) -> None:
+    """Test mode: SIGKILL or SIGSEGV one worker (the health monitor must see a crash)."""
+    from flight import agent
+
+    a = command.args
+    _agent(
+        link,
+        command,
+        lambda: agent.crash_partition(sup, a["partition"], a["replica"], a["signal"]),
+    )
+
+
+def flip_memory(sup: Any, link: Any, command: Any) -> None:
+    """Test mode: flip bits in a worker's or the supervisor's own writable memory."""
+    from flight import agent
+
+    a = command.args
+    _agent(
+        link,
+        command,
+        lambda: agent.flip_memory(
+            sup, a["target"], a["partition"], a["replica"], a["draw"], a["bits"]
+        ),
+    )
+
+
 #: Command name -> handler (every command of flight.link.catalog has one).
 HANDLERS: dict[str, Callable[[Any, Any, Any], None]] = {
     "ping": ping,
@@ -241,4 +326,8 @@ HANDLERS: dict[str, Callable[[Any, Any, Any], None]] = {
     "send_housekeeping": send_housekeeping,
     "model_upload": model_upload,
     "test_flip_bit": test_flip_bit,
+    "inject": inject,
+    "hang_partition": hang_partition,
+    "crash_partition": crash_partition,
+    "flip_memory": flip_memory,
 }

@@ -74,6 +74,8 @@ class ModelJob:
         self.dataset = (
             load_dataset(spec, self.input.shape) if spec.dataset_path is not None else None
         )
+        #: the dataset index of the input loaded last (None without a dataset)
+        self.sample: int | None = None
         self.output_name = self.model.output_names[0]
         self.replicas = [self.model.replica(i) for i in range(self.model.copies)]
         self.outputs = [r.buffer(self.output_name) for r in self.replicas]
@@ -100,6 +102,7 @@ class ModelJob:
         if self.dataset is None:
             self.input[...] = 0.0
             return None
+        self.sample = self.dataset.position % len(self.dataset.x)
         return self.dataset.next_into(self.input)
 
     @staticmethod

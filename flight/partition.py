@@ -50,7 +50,15 @@ class Ctl(IntEnum):
     VP_CORRECTED = 6  # words corrected at vote points (time-placement TMR)
     VP_NO_MAJORITY = 7  # words without a majority at vote points (written back voted bitwise)
     VP_UNSAFE = 8  # vote points whose write-back was no two replicas' whole tensor
-    SIZE = 9
+    # One armed upset at a named node during the next request (test mode: the HIL agent).
+    ACT_NODE = 9  # 1 + index in model.lives of the activation hit; 0: none armed
+    ACT_REPLICA = 10  # which of this worker's replicas
+    ACT_BIT = 11  # bit offset in that activation (flight.inject numbering)
+    ACT_FAULT = 12  # kind (low byte: 1 flip, 2 stuck at 0, 3 stuck at 1) | bits << 8
+    ACT_OLD = 13  # the bytes read back before and after (little-endian), written by the worker
+    ACT_NEW = 14
+    ACT_SPAN = 15  # how many bytes ACT_OLD / ACT_NEW hold; 0 until the upset is applied
+    SIZE = 16
 
 
 class WorkerDied(Exception):
@@ -87,6 +95,9 @@ def _worker_main(
 
                 hooks = activation_upset_hooks(replicas, upsets, int(ctl[Ctl.ACT_SEED]))
                 ctl[Ctl.ACT_UPSETS] = 0
+            if ctl[Ctl.ACT_NODE]:  # test mode only: the HIL agent armed one upset
+                hooks = _with_armed_upset(ctl, replicas, hooks)
+                ctl[Ctl.ACT_NODE] = 0
             if staged is not None:
                 staged.run(input_buffer, hooks, progress=beat)
                 ctl[Ctl.VP_CORRECTED] = staged.corrected
@@ -103,6 +114,31 @@ def _worker_main(
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
         os._exit(3)
+
+
+def _with_armed_upset(ctl: np.ndarray, replicas, hooks: dict) -> dict:
+    """``hooks`` plus the armed upset (see :meth:`PartitionProcess.arm_upset`), which writes
+    the bytes it read back before and after into the control block (runs in the worker)."""
+    from flight import inject
+
+    name = replicas[0].model.lives[int(ctl[Ctl.ACT_NODE]) - 1].name
+    replica, bit = int(ctl[Ctl.ACT_REPLICA]), int(ctl[Ctl.ACT_BIT])
+    kind, k = int(ctl[Ctl.ACT_FAULT]) & 0xFF, int(ctl[Ctl.ACT_FAULT]) >> 8
+    if kind == 1:
+        fault = inject.SingleBitUpset(bit) if k == 1 else inject.MultiBitUpset(k, 4, bit)
+    else:
+        fault = inject.StuckAt(kind - 2, bit)
+    previous = hooks.get(replica, {}).get(name)
+
+    def hook(buffer: np.ndarray) -> None:
+        if previous is not None:
+            previous(buffer)
+        record = inject.apply(fault, buffer)
+        ctl[Ctl.ACT_OLD] = int.from_bytes(record.old, "little")
+        ctl[Ctl.ACT_NEW] = int.from_bytes(record.new, "little")
+        ctl[Ctl.ACT_SPAN] = len(record.old)
+
+    return {**hooks, replica: {**hooks.get(replica, {}), name: hook}}
 
 
 class PartitionProcess:
@@ -245,6 +281,33 @@ class PartitionProcess:
             os.write(self._wake_fd, b"W")
         except (BrokenPipeError, TypeError):
             raise WorkerDied(self.name) from None
+
+    def arm_upset(self, node: int, replica: int, fault) -> None:
+        """Test mode (the HIL agent): during the next request, apply ``fault`` (a
+        :mod:`flight.inject` fault with its bit set; at most 8 bits) to activation ``node``
+        (an index in ``model.lives``) of this worker's replica ``replica``, right after the
+        node that writes it. A restart forgets it. :meth:`armed_upset` reads what it did."""
+        from flight import inject
+
+        if isinstance(fault, inject.StuckAt):
+            code = (2 + fault.value) | (1 << 8)
+        else:
+            code = 1 | (getattr(fault, "k", 1) << 8)
+        self.ctl[Ctl.ACT_REPLICA] = replica
+        self.ctl[Ctl.ACT_BIT] = fault.bit
+        self.ctl[Ctl.ACT_FAULT] = code
+        self.ctl[Ctl.ACT_SPAN] = 0
+        self.ctl[Ctl.ACT_NODE] = node + 1  # last: this arms it
+
+    def armed_upset(self) -> tuple[bytes, bytes] | None:
+        """The bytes the armed upset read back before and after, once it was applied."""
+        span = int(self.ctl[Ctl.ACT_SPAN])
+        if not span:
+            return None
+        old, new = (
+            int(self.ctl[slot]).to_bytes(8, "little")[:span] for slot in (Ctl.ACT_OLD, Ctl.ACT_NEW)
+        )
+        return old, new
 
     def wait_done(self, sequence: int, timeout: float) -> bool:
         """Wait until the worker finished ``sequence``; False on deadline (maybe hung).

@@ -175,6 +175,9 @@ class Supervisor:
         self.partitions: list[PartitionRuntime] = []
         self.by_name: dict[str, PartitionRuntime] = {}
         self.test_mode: Any = None  # flight.testmode.TestMode once loaded, in test mode
+        #: called with each partition after its workers computed, before the vote (test mode:
+        #: where the HIL agent fires its armed output upsets and reads back activation ones)
+        self.before_vote: list[Callable[[PartitionRuntime], None]] = []
         self._environment = environment
         self._accelerate = accelerate
         self._rng = np.random.default_rng(int(mission.seed))
@@ -528,10 +531,14 @@ class Supervisor:
             return False
 
         unsafe = p.collect_vote_points(self.log)
+        for hook in list(self.before_vote):
+            hook(p)
         output, delivered, corrected, crc = self._decide(p, unsafe)
         if self.link is not None:
             top1 = int(np.argmax(output)) if delivered else -1
-            delivered = self.link.result(p.name, p.sequence, output, crc, delivered, top1)
+            delivered = self.link.result(
+                p.name, p.sequence, output, crc, delivered, top1, p.job.sample
+            )
         if delivered:
             p.stats.delivered += 1
             report.delivered += 1

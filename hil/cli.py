@@ -9,7 +9,6 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hil.campaign.cli import add_parser as add_campaign_parser
     from hil.link.console import add_link_parser
 
     parser = argparse.ArgumentParser(
@@ -17,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_link_parser(sub)
-    add_campaign_parser(sub)
+    __import__("hil.plan_cli", fromlist=["add_parser"]).add_parser(sub)  # hil plan
+    __import__("hil.boards.cli", fromlist=["add_parser"]).add_parser(sub)  # hil board
+    __import__("hil.campaign.cli", fromlist=["add_parser"]).add_parser(sub)  # hil campaign
     return parser
 
 

@@ -86,6 +86,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "flight.jobs",
             "flight.commanding",
             "flight.upload",
+            "flight.agent",
         ),
     ),
     ("supervisor", ("flight.supervisor",)),

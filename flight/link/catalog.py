@@ -31,6 +31,7 @@ from flight.link.schema import (
     U8,
     U16,
     U32,
+    U64,
     Blob,
     Bytes,
     CommandDef,
@@ -48,6 +49,7 @@ __all__ = [
     "DUMP",
     "EVENT",
     "HOUSEKEEPING",
+    "INJECTION",
     "MAX_TM_USER_DATA",
     "PARTITION",
     "RESULT",
@@ -65,6 +67,10 @@ MAX_TM_USER_DATA = 65536 - 7 - 2
 # --- shared types ---------------------------------------------------------------------------
 PARTITION_NAME = Str(32)
 MODE = Enum.named("redundancy_mode", MODES)
+INJECT_SITE = Enum.named("inject_site", ("weights", "crc_table", "output", "activation", "cds"))
+FAULT_MODEL = Enum.named("fault_model", ("seu", "mbu", "stuck0", "stuck1"))
+CRASH_SIGNAL = Enum.named("crash_signal", ("SIGKILL", "SIGSEGV"))
+MEMORY_TARGET = Enum.named("memory_target", ("partition", "supervisor"))
 
 
 def _counter(name: str, unit: str, description: str) -> Field:
@@ -192,6 +198,7 @@ RESULT = PacketDef(
         Field("top1", I16, "class", (-1, 32767), "Index of the largest output; -1 for none."),
         Field("crc32c", U32, "", None, "CRC-32C of the output bytes, as the voter computed it."),
         Field("output", Blob(65000), "bytes", None, "The voted output: little-endian float32."),
+        Field("sample", U32, "", None, "Dataset index of the input; 0xFFFFFFFF without one."),
     ),
 )
 
@@ -229,7 +236,23 @@ DUMP = PacketDef(
     ),
 )
 
-_PACKETS = (HOUSEKEEPING, PARTITION, EVENT, RESULT, VERIFICATION, DUMP)
+INJECTION = PacketDef(
+    "INJECTION",
+    Apid.INJECTION,
+    "Test mode: what an injection command did, with the bytes read back before and after.",
+    (
+        Field("request_seq", U16, "", None, "The TC's packet sequence control word."),
+        Field("site", Str(16), "", None, "weights, crc_table, output, activation, cds, ..."),
+        Field("target", Str(64), "", None, "What was hit: region[copy], node, file, pid:mapping."),
+        Field("address", U64, "", None, "Byte offset in the site (virtual address: memory)."),
+        Field("bit", U8, "", None, "Lowest bit flipped, counted from that byte (0 = LSB)."),
+        Field("applied", BOOL, "", None, "Written (False: an armed upset never applied)."),
+        Field("old", Blob(16), "bytes", None, "The bytes at address read back before."),
+        Field("new", Blob(16), "bytes", None, "The same bytes read back after."),
+    ),
+)
+
+_PACKETS = (HOUSEKEEPING, PARTITION, EVENT, RESULT, VERIFICATION, DUMP, INJECTION)
 #: Every telemetry packet, by APID.
 TELEMETRY: dict[int, PacketDef] = {p.apid: p for p in _PACKETS}
 if len(TELEMETRY) != len(_PACKETS):  # a bug in this file, caught at import
@@ -270,6 +293,32 @@ _COMMANDS = (
         Field("copy", U8, "", (0, 2), "Which weight copy."),
         Field("byte_offset", U32, "bytes", None, "Byte offset in the copy."),
         Field("bit", U8, "", (0, 7), "Bit in that byte."),
+    ), test_mode_only=True),
+    CommandDef(101, "inject", "Test mode: upset a weight, CRC table, output, activation or CDS.", (
+        Field("site", INJECT_SITE, "", None, "Where: now (weights, crc_table, cds) or armed."),
+        _partition(),
+        Field("copy", U8, "", None, "Weight or CRC-table copy; replica (output, activation)."),
+        Field("offset", U64, "bytes", None, "Byte offset in the site, modulo its size."),
+        Field("bit", U8, "", None, "Bit counted from that byte (0 = LSB of the byte)."),
+        Field("fault", FAULT_MODEL, "", None, "seu, mbu (cluster bits), stuck0 or stuck1."),
+        Field("cluster", U8, "bits", None, "Adjacent bits of an mbu (2..8)."),
+        Field("node", Str(64), "", None, "Activation: the node whose output is hit."),
+    ), test_mode_only=True),
+    CommandDef(102, "hang_partition", "Test mode: stop one worker of a partition (SIGSTOP).", (
+        _partition(),
+        Field("replica", U8, "", (0, 2), "Which replica's worker."),
+    ), test_mode_only=True),
+    CommandDef(103, "crash_partition", "Test mode: kill one worker of a partition.", (
+        _partition(),
+        Field("replica", U8, "", (0, 2), "Which replica's worker."),
+        Field("signal", CRASH_SIGNAL, "", None, "SIGKILL or SIGSEGV."),
+    ), test_mode_only=True),
+    CommandDef(104, "flip_memory", "Test mode: flip bits in a process's writable memory.", (
+        Field("target", MEMORY_TARGET, "", None, "A partition's worker or the supervisor."),
+        _partition("The partition (target partition)."),
+        Field("replica", U8, "", (0, 2), "Which replica's worker (target partition)."),
+        Field("draw", U64, "", None, "Chooses the mapping (weighted by size) and the address."),
+        Field("bits", U8, "bits", (1, 8), "Adjacent bits flipped, from a drawn bit."),
     ), test_mode_only=True),
 )  # fmt: skip
 #: Every telecommand, by opcode and by name.

@@ -20,6 +20,7 @@ class Apid(IntEnum):
     VERIFICATION = 0x013  #: TM: a telecommand's verification report (PUS service 1)
     DUMP = 0x014  #: TM: a chunk of a dump (CDS, reset log)
     PARTITION = 0x015  #: TM: one partition's housekeeping (mode, state, counters, model)
+    INJECTION = 0x016  #: TM: what a test-mode injection did (bytes read back before/after)
     COMMAND = 0x100  #: TC: authenticated telecommand
     FILE = 0x101  #: TC: a CFDP PDU (file upload)
     IDLE = 0x7FF  #: idle packet (CCSDS): ignored

@@ -45,6 +45,8 @@ REPLAY_STATE = "link_replay"
 ACTIVE_KEY_STATE = "link_active_spi"
 #: Pending results (the BULK class) are kept across a supervisor restart in this file.
 PENDING_FILE = "downlink-pending.bin"
+#: RESULT's ``sample`` when the input came from no dataset.
+NO_SAMPLE = 0xFFFFFFFF
 
 
 @dataclass
@@ -345,10 +347,12 @@ class LinkService:
         crc: int | None,
         delivered: bool,
         top1: int = -1,
+        sample: int | None = None,
     ) -> bool:
         """Downlink one inference. A delivered output is checked against the CRC-32C taken
         at the vote: a mismatch (an upset on the way here) withholds it, with an event.
-        Returns whether it went down as delivered."""
+        ``sample`` is the dataset index of the input (the ground compares with its own golden
+        output for it). Returns whether it went down as delivered."""
         if not self.config.results:
             return delivered
         blob = b""
@@ -368,9 +372,14 @@ class LinkService:
             "top1": top1 if delivered else -1,
             "crc32c": (crc or 0) if delivered else 0,
             "output": blob,
+            "sample": NO_SAMPLE if sample is None else sample,
         }
         self._emit(Apid.RESULT, values, Priority.BULK)
         return delivered
+
+    def injection(self, command: Command, values: Mapping[str, Any]) -> None:
+        """Test mode: what an injection command did (INJECTION; the HIL agent's record)."""
+        self._emit(Apid.INJECTION, {"request_seq": command.request_seq, **values}, Priority.URGENT)
 
     def dump(self, what: str, document: Any) -> int:
         """Send a JSON document down in DUMP chunks; returns the number of chunks."""

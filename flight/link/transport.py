@@ -106,7 +106,10 @@ def parse_url(url: str) -> Endpoint:
         if "://" not in device:
             raise ConfigError(f"link URL {url!r}: serial+ must be followed by a pyserial URL")
         return Endpoint("serial", device=device)
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket: "udp://["
+        raise ConfigError(f"link URL {url!r}: {exc} ({_FORMS})") from None
     scheme = split.scheme.lower()
     query = _query(url, split.query)
     if scheme == "serial":

@@ -65,6 +65,7 @@ SPEC_TELEMETRY = {
         ("top1", "I16"),
         ("crc32c", "U32"),
         ("output", "Blob(65000)"),
+        ("sample", "U32"),
     ],
     Apid.VERIFICATION: [
         ("stage", "Enum(stage)"),
@@ -81,6 +82,16 @@ SPEC_TELEMETRY = {
         ("part", "U16"),
         ("parts", "U16"),
         ("data", "Blob(1024)"),
+    ],
+    Apid.INJECTION: [
+        ("request_seq", "U16"),
+        ("site", "Str(16)"),
+        ("target", "Str(64)"),
+        ("address", "U64"),
+        ("bit", "U8"),
+        ("applied", "BOOL"),
+        ("old", "Blob(16)"),
+        ("new", "Blob(16)"),
     ],
 }
 P = ("partition", "Str(32)", None)
@@ -111,6 +122,34 @@ SPEC_COMMANDS = {
         "test_flip_bit",
         [P, ("copy", "U8", (0, 2)), ("byte_offset", "U32", None), ("bit", "U8", (0, 7))],
     ),
+    101: (
+        "inject",
+        [
+            ("site", "Enum(inject_site)", None),
+            P,
+            ("copy", "U8", None),
+            ("offset", "U64", None),
+            ("bit", "U8", None),
+            ("fault", "Enum(fault_model)", None),
+            ("cluster", "U8", None),
+            ("node", "Str(64)", None),
+        ],
+    ),
+    102: ("hang_partition", [P, ("replica", "U8", (0, 2))]),
+    103: (
+        "crash_partition",
+        [P, ("replica", "U8", (0, 2)), ("signal", "Enum(crash_signal)", None)],
+    ),
+    104: (
+        "flip_memory",
+        [
+            ("target", "Enum(memory_target)", None),
+            P,
+            ("replica", "U8", (0, 2)),
+            ("draw", "U64", None),
+            ("bits", "U8", (1, 8)),
+        ],
+    ),
 }
 PACKETS = sorted(TELEMETRY.values(), key=lambda p: p.apid)
 ALL_COMMANDS = sorted(COMMANDS.values(), key=lambda c: c.opcode)
@@ -129,7 +168,13 @@ def test_commands_are_the_spec():
         c.opcode: (c.name, [(f.name, repr(f.type), f.range) for f in c.args]) for c in ALL_COMMANDS
     }
     assert declared == SPEC_COMMANDS
-    assert [c.name for c in ALL_COMMANDS if c.test_mode_only] == ["test_flip_bit"]
+    assert [c.name for c in ALL_COMMANDS if c.test_mode_only] == [
+        "test_flip_bit",
+        "inject",
+        "hang_partition",
+        "crash_partition",
+        "flip_memory",
+    ]
     assert {c.name: c for c in ALL_COMMANDS} == COMMANDS_BY_NAME
 
 

@@ -121,6 +121,7 @@ def test_parse_url_accepts_the_documented_forms(url: str, endpoint: Endpoint) ->
         ("serial:///dev/ttyS1?baud=0", "baud must be"),
         ("serial://host/dev/ttyS1", "serial:///dev/ttyX"),
         ("serial+loop", "pyserial URL"),
+        ("udp://[", "Invalid IPv6 URL"),
     ],
 )
 def test_parse_url_refuses_bad_urls_naming_the_problem(url: str, complaint: str) -> None:
