@@ -4,7 +4,7 @@ alone, so any executor must store the same rows, and a campaign costs no inferen
 Behaviour is chosen by words in the campaign name, because the name travels inside the pickled
 spec to every worker (environment variables do not reach a forkserver started earlier):
 ``slow`` sleeps 20 ms per run; ``die`` makes the first attempt at any batch holding index 5 of
-an arm kill its worker process (a marker file in TMPDIR remembers the attempt); ``dieall``
+an arm kill its worker process (a marker file next to the spec remembers the attempt); ``dieall``
 makes every attempt at it kill its worker.
 
 ``python -m fake_engine campaign run ...`` is ``hil`` with this engine at the model level.
@@ -12,7 +12,6 @@ makes every attempt at it kill its worker.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -89,8 +88,8 @@ def classify(seed: int, arm: str, index: int) -> RunResult:
 
 
 def marker_of(batch: Batch) -> Path:
-    tag = hashlib.sha256(batch.spec.text.encode()).hexdigest()[:16]
-    return Path(os.environ.get("TMPDIR", "/tmp")) / f"fake-engine-{tag}-{batch.arm}.died"
+    """Deaths so far of the batch holding index 5 of this arm (next to the spec file)."""
+    return Path(batch.spec.source).parent / f"fake-engine-{batch.arm}.died"
 
 
 def run_batch(batch: Batch) -> list[RunResult]:
