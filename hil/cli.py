@@ -9,16 +9,20 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Each command group registers itself; its heavy modules load only when it runs."""
+    from hil import plan_cli
+    from hil.boards import cli as board_cli
+    from hil.campaign import cli as campaign_cli
     from hil.link.console import add_link_parser
 
     parser = argparse.ArgumentParser(
         prog="hil", description="Ground and test harness for flight boards (never flown)."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_link_parser(sub)
-    __import__("hil.plan_cli", fromlist=["add_parser"]).add_parser(sub)  # hil plan
-    __import__("hil.boards.cli", fromlist=["add_parser"]).add_parser(sub)  # hil board
-    __import__("hil.campaign.cli", fromlist=["add_parser"]).add_parser(sub)  # hil campaign
+    campaign_cli.add_parser(sub)  # hil campaign run|report
+    board_cli.add_parser(sub)  # hil board spawn|ping
+    add_link_parser(sub)  # hil link send|listen|upload|replay
+    plan_cli.add_parser(sub)  # hil plan
     return parser
 
 

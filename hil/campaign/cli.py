@@ -64,7 +64,6 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from hil.campaign.report import write_report
 
-    written = write_report(args.out)
-    if written is not None:
-        print(written)
+    for path in write_report(args.out):
+        print(path)
     return 0
