@@ -405,12 +405,38 @@ def bench_link(quick: bool = False) -> dict:
     return run(quick)
 
 
+def bench_hil(quick: bool = False) -> dict:
+    """The HIL harness (tools/bench_hil.py, tools/bench_board.py): model-level injections per
+    second per core and the harness overhead per injection, pool scaling 1 -> 2 workers, and
+    board-level injections per minute against a spawned board."""
+    from bench_board import bench_board_level
+    from bench_hil import bench_model_level, bench_scaling
+
+    out: dict = {}
+    for arm, figures in bench_model_level(quick)["arms"].items():
+        out.update({f"model.{arm}.{k}": v for k, v in figures.items()})
+    out.update({f"scaling.{k}": v for k, v in bench_scaling(quick).items()})
+    out.update({f"board.{k}": v for k, v in _flat(bench_board_level(quick)).items()})
+    return out
+
+
+def _flat(figures: dict, prefix: str = "") -> dict:
+    flat: dict = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 SECTIONS = {
     "foundation": bench_foundation,
     "kernels": bench_kernels,
     "model": bench_model,
     "supervisor": bench_supervisor,
     "link": bench_link,
+    "hil": bench_hil,
 }
 
 

@@ -2,6 +2,10 @@
 
     python tools/bench_hil.py [model] [--quick] [--json]
 
+``scaling``: model-level injections per second through a process pool of 1 and of 2 workers
+(wall clock, steady state after every worker loaded its model), and the scaling efficiency
+rate(2) / (2 rate(1)); on a 2-core machine shared with other jobs it is a lower bound.
+
 ``model``: model-level injections per second in one process, for the arms ``none`` and ``tmr``
 of the demo model (single-bit upsets over weights, activations and outputs, the campaign issue 10
 asks for), and the harness overhead per injection: the time of ``run_batch`` per injection minus
@@ -76,7 +80,45 @@ def bench_model_level(quick: bool = False) -> dict[str, Any]:
     return out
 
 
-BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {"model": bench_model_level}
+def bench_scaling(quick: bool = False) -> dict[str, Any]:
+    """TMR-arm injections per second (wall clock) through a forkserver process pool of 1 and
+    2 workers, batches of 256, after a warm-up that loads the model in every worker."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    spec: CampaignSpec = parse_spec(DEMO_SPEC)
+    golden = model_level.Golden.compute(spec)
+    runs, size = (4096, 256) if quick else (20480, 256)
+    rates: dict[int, float] = {}
+    for workers in (1, 2):
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            warm = [model_level.Batch(spec, "tmr", (i,), golden) for i in range(4 * workers)]
+            list(pool.map(model_level.run_batch, warm))
+            start = time.perf_counter()
+            futures = [
+                pool.submit(
+                    model_level.run_batch,
+                    model_level.Batch(spec, "tmr", tuple(range(s, s + size)), golden),
+                )
+                for s in range(0, runs, size)
+            ]
+            wait(futures)
+            for future in futures:
+                future.result()
+            rates[workers] = runs / (time.perf_counter() - start)
+    return {
+        "runs": runs,
+        "injections_per_s_1_worker": round(rates[1]),
+        "injections_per_s_2_workers": round(rates[2]),
+        "scaling_efficiency": round(rates[2] / (2 * rates[1]), 3),
+    }
+
+
+BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "model": bench_model_level,
+    "scaling": bench_scaling,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
         return 0
     for name, figures in results.items():
+        if "arms" not in figures:
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+            continue
         print(f"{name}: batch {figures['batch']}, {figures['rounds']} rounds (medians, CPU time)")
         for arm, f in figures["arms"].items():
             print(
