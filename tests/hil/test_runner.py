@@ -372,11 +372,20 @@ def test_campaign_report_hands_the_directory_to_the_report_module(
 
     seen = []
     report = types.ModuleType("hil.campaign.report")
-    report.write_report = lambda out: seen.append(out) or Path(out) / "report.html"
+    report.write_report = lambda out: (
+        seen.append(out)
+        or (
+            Path(out) / "summary.json",
+            Path(out) / "report.html",
+        )
+    )
     monkeypatch.setitem(sys.modules, "hil.campaign.report", report)
     assert cli.main(["campaign", "report", str(tmp_path)]) == 0
     assert seen == [str(tmp_path)]
-    assert "report.html" in capsys.readouterr().out
+    assert capsys.readouterr().out.split() == [
+        str(tmp_path / "summary.json"),
+        str(tmp_path / "report.html"),
+    ]
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import flight
 from flight.errors import ConfigError
 from hil.campaign.spec import (
     CampaignSpec,
@@ -22,7 +23,8 @@ from hil.campaign.spec import (
     sample_size,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "flight" / "data"
+# the installed package's data (what the spec falls back to), not the source tree's
+DATA = Path(flight.__file__).resolve().parent / "data"
 
 # issue 10, item 5, verbatim
 ISSUE_EXAMPLE = """\
