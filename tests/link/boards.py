@@ -13,27 +13,11 @@ import time
 from pathlib import Path
 
 import flight
+from hil.boards.local import free_udp_pair  # noqa: F401 (the fixtures' port pairs)
 
 DATA = Path(flight.__file__).resolve().parent / "data"
 DEFAULT_MISSION = (DATA / "default_mission.toml").read_text()
 START_TIMEOUT = 240  # a cold numba cache on a loaded 2-core machine; never a measured margin
-
-
-def free_udp_pair() -> int:
-    """A port P with P and P + 1 free for UDP on loopback (the board's TC and TM ports)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free UDP port pair on loopback")
 
 
 def free_tcp_port() -> int:
