@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from flight import errors
-from flight.model import ops, rewrite
+from flight.model import onnx_nd, ops, rewrite
 from flight.model.graph import Graph, Node
 
 __all__ = [
@@ -328,7 +328,7 @@ class _Converter:
                 node.name = f"{node.op_type}_{index}"
             if node.domain not in ("", "ai.onnx"):
                 raise self.unsupported(node, f"custom domain {node.domain!r}")
-            handler = getattr(self, f"op_{node.op_type}", None)
+            handler = onnx_nd.lowering(self, node) or getattr(self, f"op_{node.op_type}", None)
             if handler is None:
                 raise self.unsupported(node)
             handler(node)
