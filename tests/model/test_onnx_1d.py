@@ -154,8 +154,14 @@ def test_pool1d_attributes_match_onnxruntime(op, attrs):
 
 
 def _cnn_1d() -> onnx.ModelProto:
-    """A telemetry-style 1-D CNN: Conv1d + ReLU + MaxPool1d, twice, then Flatten + Gemm."""
+    """A telemetry-style 1-D CNN: Conv1d (+ BatchNorm1d) + ReLU + MaxPool1d, twice, then Flatten
+    + Gemm."""
+    bn = [
+        numpy_helper.from_array((RNG.random(8) + 0.5).astype(np.float32), name)
+        for name in ("bn_scale", "bn_bias", "bn_mean", "bn_var")
+    ]
     inits = [
+        *bn,
         _weight("w1", 8, 3, 5),
         _weight("b1", 8),
         _weight("w2", 16, 8, 3),
@@ -165,7 +171,8 @@ def _cnn_1d() -> onnx.ModelProto:
     ]
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[5], pads=[2, 2]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("BatchNormalization", ["c1", *(t.name for t in bn)], ["n1"]),
+        helper.make_node("Relu", ["n1"], ["r1"]),
         helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2], strides=[2]),
         helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[3], pads=[1, 1]),
         helper.make_node("Relu", ["c2"], ["r2"]),
@@ -198,3 +205,44 @@ def test_1d_cnn_under_tmr_is_bit_identical_and_matches_onnxruntime():
     assert result.delivered and result.corrected == 0 and result.no_majority == 0
     assert result.output.tobytes() == outputs[0].tobytes()
     np.testing.assert_allclose(result.output, ort_run(model, x), rtol=RTOL, atol=ATOL)
+
+
+def test_1d_stack_converts_to_the_2d_graph_without_reshapes_between():
+    graph = convert_onnx(_cnn_1d())
+    # BatchNorm folded and ReLU fused into each Conv, the pools read the Conv outputs directly:
+    # only the input's Reshape to N,C,1,L and the Flatten remain besides the 2-D ops.
+    assert [n.op for n in graph.nodes] == [
+        "Reshape", "Conv", "MaxPool", "Conv", "MaxPool", "Reshape", "Reshape", "Gemm"
+    ]  # fmt: skip
+    assert [n.attrs["activation"] for n in graph.nodes if n.op == "Conv"] == ["Relu", "Relu"]
+
+
+def test_a_3d_tensor_read_elsewhere_is_materialised():
+    """The pre-activation Conv output is also a graph output: both it and the ReLU'd one are
+    delivered in N,C,L, and match onnxruntime."""
+    inits = [_weight("W", 4, 2, 3)]
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], kernel_shape=[3]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_outputs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 9])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 7]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4, 7]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    x = RNG.standard_normal((1, 2, 9)).astype(np.float32)
+    flight_model = Model(convert_onnx(model), copies=1)
+    got = flight_model.replica(0).run(x)
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(model.SerializeToString()).run(["y", "c"], {"x": x})
+    for name, want in zip(["y", "c"], expected, strict=True):
+        assert got[name].shape == want.shape
+        np.testing.assert_allclose(got[name], want, rtol=RTOL, atol=ATOL)
