@@ -40,11 +40,12 @@ PASS_THROUGH = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Batch
 _TWINS: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 
 # attributes that carry one value per spatial axis: the unit height goes first
-_PER_AXIS = {"kernel_shape": 1, "strides": 1, "dilations": 1}
+_PER_AXIS = frozenset({"kernel_shape", "strides", "dilations"})
 
 
 def lowering(converter: Any, node: Any) -> Callable[[Any], None] | None:
-    """The handler for ``node`` when it is a Conv / pool that is not 2-D, else None.
+    """The handler for ``node`` when it is a Conv / pool that is not 2-D, or a
+    :data:`PASS_THROUGH` op reading a twin; else None. 3-D and up raise UnsupportedOpError.
 
     ``converter`` is :class:`flight.model.onnx_import._Converter` (duck-typed to keep the import
     graph one-way). A 2-D node (rank-4 input) gets None: the converter handles it as always.
