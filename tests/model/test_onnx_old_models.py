@@ -145,3 +145,14 @@ def test_keep_inputs_must_name_an_initializer_input() -> None:
     model, _, _ = _ir3_matmul()
     with pytest.raises(ConversionError, match=r"keep_inputs \['x'\]"):
         convert_onnx(model, keep_inputs=["x"])
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "resnet50", "shufflenet"])
+def test_shipped_light_model_matches_its_reference_output(name: str) -> None:
+    """The file as shipped (weights folded from ConstantOfShape, IR 3) against the expected
+    output stored next to it (computed by onnx on the same input)."""
+    model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
+    input_name, x = _data_input(model)
+    expected = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
+    got = _flight(convert_onnx(model), {input_name: x})
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
