@@ -570,6 +570,61 @@ class _Converter:
             raise self.unsupported(node, f"pads {pads} (negative pads are crops)")
         self.emit(node, "Pad", [node.input[0]], {"pads": pads, "mode": mode, "value": value})
 
+    def op_Gather(self, node: Any) -> None:
+        """Gather with constant indices, as a MatMul with a constant one-hot selection matrix
+        along ``axis`` (moved last and back with Transposes): flight's kernels need no new op,
+        and picking by multiplying with 1 and adding 0s is exact for finite values."""
+        data, indices = node.input[0], node.input[1]
+        if indices not in self.consts:
+            raise self.unsupported(
+                node,
+                "indices computed at run time (e.g. an Embedding lookup on an integer input); "
+                "flight's inputs are float32, so Gather needs constant indices",
+            )
+        shape = self.shape(data, node)
+        rank = len(shape)
+        axis = int(_attrs(node).get("axis", 0)) % rank
+        size = shape[axis]
+        index = np.asarray(self.consts[indices]).astype(np.int64).reshape(-1)
+        if index.size and (index.min() < -size or index.max() >= size):
+            raise ConversionError(
+                f"node {node.name!r} (Gather): indices outside [-{size}, {size}) on axis {axis}"
+            )
+        select = np.zeros((size, index.size), dtype=np.float32)
+        select[index, np.arange(index.size)] = 1.0  # numpy wraps negative indices
+        select_name = f"{node.name}.select"
+        self.consts[select_name] = select
+        source = self.ref(data)
+        perm = [a for a in range(rank) if a != axis] + [axis]
+        moved_shape = tuple(shape[a] for a in perm)
+        if axis != rank - 1:
+            moved = f"{node.name}.moved"
+            self.extra_shapes[moved] = moved_shape
+            self.append(Node(f"{node.name}.move", "Transpose", [source], [moved], {"perm": perm}))
+            source = moved
+        picked = f"{node.name}.picked"
+        picked_shape = (*moved_shape[:-1], index.size)
+        self.extra_shapes[picked] = picked_shape
+        self.append(Node(node.name, "MatMul", [source, self.ref(select_name)], [picked], {}))
+        if axis != rank - 1:
+            back = [perm.index(a) for a in range(rank)]
+            restored = f"{node.name}.restored"
+            self.extra_shapes[restored] = tuple(picked_shape[a] for a in back)
+            self.append(
+                Node(f"{node.name}.unmove", "Transpose", [picked], [restored], {"perm": back})
+            )
+            picked = restored
+        out_shape = self.shape(node.output[0], node)
+        self.append(
+            Node(
+                f"{node.name}.shape",
+                "Reshape",
+                [picked],
+                [node.output[0]],
+                {"shape": list(out_shape)},
+            )
+        )
+
     def op_Softmax(self, node: Any) -> None:
         shape = self.shape(node.input[0], node)
         rank = len(shape)
@@ -631,12 +686,14 @@ def convert_onnx(
     """
     onnx = _onnx()
     model = _load(source)
+    # before the checker: an IR 3 file upgraded to a later opset has initializers (Pad's pads,
+    # ...) that are not graph inputs, which IR 3 forbids and IR 4 allows
+    _resolve_initializer_inputs(model, frozenset(keep_inputs))
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise ConversionError(f"invalid ONNX model: {exc}") from exc
     opset = _opset_of(model)
-    _resolve_initializer_inputs(model, frozenset(keep_inputs))
     _fix_input_shapes(model, dict(input_shapes or {}))
 
     from onnx import numpy_helper

@@ -21,7 +21,11 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from flight.model.executor import Model  # noqa: E402
-from flight.model.onnx_import import ConversionError, convert_onnx  # noqa: E402
+from flight.model.onnx_import import (  # noqa: E402
+    ConversionError,
+    UnsupportedOpError,
+    convert_onnx,
+)
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 RTOL, ATOL = 1e-4, 1e-5
@@ -156,3 +160,89 @@ def test_shipped_light_model_matches_its_reference_output(name: str) -> None:
     expected = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
     got = _flight(convert_onnx(model), {input_name: x})
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+# --- pytorch-converted operator models (opset 6, IR 3) -----------------------------------------
+CONVERTED = Path(onnx.__file__).parent / "backend" / "test" / "data" / "pytorch-converted"
+
+
+def _converted(name: str):
+    """The model and its first test data set (inputs, expected output)."""
+    model = onnx.load(str(CONVERTED / name / "model.onnx"))
+    data = CONVERTED / name / "test_data_set_0"
+    x = numpy_helper.to_array(onnx.load_tensor(str(data / "input_0.pb")))
+    y = numpy_helper.to_array(onnx.load_tensor(str(data / "output_0.pb")))
+    return model, x, y
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+@pytest.mark.parametrize(
+    "name",
+    ["test_ConstantPad2d", "test_ReflectionPad2d", "test_ReplicationPad2d", "test_ZeroPad2d"],
+)
+def test_pad_upgraded_from_opset_6(name: str, opset: int) -> None:
+    """Upgrading moves the pads into an initializer that is not a graph input (still IR 3)."""
+    from onnx import version_converter
+
+    model, x, y = _converted(name)
+    upgraded = version_converter.convert_version(model, opset)
+    assert upgraded.ir_version < 4
+    assert {t.name for t in upgraded.graph.initializer} - {v.name for v in upgraded.graph.input}
+    got = _flight(convert_onnx(upgraded), {upgraded.graph.input[0].name: x})
+    np.testing.assert_allclose(got, y, rtol=RTOL, atol=ATOL)
+
+
+def test_embedding_on_an_integer_input_is_refused_naming_gather() -> None:
+    """Its indices are the int64 graph input: flight runs float32 inputs only."""
+    from onnx import version_converter
+
+    model, _, _ = _converted("test_Embedding")
+    upgraded = version_converter.convert_version(model, 13)
+    with pytest.raises(UnsupportedOpError, match=r"op Gather .*constant indices"):
+        convert_onnx(upgraded)
+
+
+# --- Gather with constant indices --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("shape", "axis", "indices"),
+    [
+        ((5, 3), 0, [4, 0, 0, 2]),  # Embedding-style: rows of a table
+        ((1, 6, 4), 1, [[1, -1], [0, 3]]),  # 2-D indices, a negative one
+        ((2, 3, 7), -1, [6, 2]),  # the last axis: no Transposes
+        ((2, 5, 3, 4), 1, 3),  # a scalar index drops the axis
+    ],
+)
+def test_gather_with_constant_indices_matches_onnxruntime(shape, axis, indices) -> None:
+    index = np.asarray(indices, dtype=np.int64)
+    out_shape = np.take(np.zeros(shape), index, axis=axis).shape
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("Gather", ["r", "idx"], ["y"], name="gather", axis=axis),
+        ],
+        "gather",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
+        [numpy_helper.from_array(index, "idx")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    want = _ort(model, {"x": x})
+    got = _flight(convert_onnx(model), {"x": x})
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)  # a one-hot selection is exact
+
+
+def test_gather_index_out_of_range_is_refused() -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["x", "idx"], ["y"], name="gather", axis=1)],
+        "gather",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])],
+        [numpy_helper.from_array(np.array([3], dtype=np.int64), "idx")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    with pytest.raises(ConversionError, match=r"indices outside \[-3, 3\) on axis 1"):
+        convert_onnx(model)
