@@ -362,3 +362,29 @@ def test_mission_max_model_bytes_is_validated(value: str, why: str) -> None:
 
     with pytest.raises(ConfigError, match=f"partition 'classifier': max_model_bytes .*{why}"):
         parse_mission(_mission(f"max_model_bytes = {value}"))
+
+
+# --- the large light models: convert, save, load and run with a raised limit -------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bvlc_alexnet", "vgg19", "zfnet512"])
+def test_large_light_model_runs_with_a_raised_limit(name: str, tmp_path: Path) -> None:
+    """Refused under the default limits, naming the limit; converted, saved, loaded and run
+    with ``Limits.for_model_bytes``, matching onnxruntime (random weights, as above)."""
+    model = _light_model(name)
+    with pytest.raises(ModelLimitError) as caught:
+        convert_onnx(model)
+    _assert_says_how_to_raise(caught.value, "max_tensor_bytes")
+    limits = Limits.for_model_bytes(1 << 30)
+    graph = convert_onnx(model, limits=limits)
+    path = tmp_path / f"{name}.flm"
+    save_model(graph, path, limits=limits)
+    del graph
+    assert path.stat().st_size > 128 << 20
+    with pytest.raises(ModelLimitError):
+        load_model(path, copies=1)
+    flight_model = load_model(path, copies=1, limits=limits)
+    input_name, x = _data_input(model)
+    want = _ort(model, {input_name: x})
+    got = flight_model.replica(0).run({input_name: x})[flight_model.output_names[0]]
+    assert np.ptp(want) > 1e-4
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
