@@ -29,14 +29,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flight import errors
 from flight.model import ops, rewrite
-from flight.model.format import DEFAULT_LIMITS, Limits, check_tensors
 from flight.model.graph import Graph, Node
+
+if TYPE_CHECKING:
+    from flight.model.format import Limits
 
 __all__ = [
     "MIN_OPSET",
@@ -679,15 +681,18 @@ def convert_onnx(
     fold_batchnorm: bool = True,
     fuse_activations: bool = True,
     keep_inputs: Iterable[str] = (),
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
 ) -> Graph:
     """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph.
 
     A graph input that also has an initializer (every weight, in IR < 4 files) is a constant,
     unless its name is in ``keep_inputs``: then it stays an input the caller feeds.
-    The weights must fit the ``.flm`` ``limits`` (:class:`~flight.model.format.Limits`), checked
-    here so a too-big model is refused before anything is written (``ModelLimitError``).
+    The weights must fit the ``.flm`` ``limits`` (:class:`~flight.model.format.Limits`, default
+    ``DEFAULT_LIMITS``), checked here so a too-big model is refused before anything is written
+    (``ModelLimitError``).
     """
+    from flight.model.format import DEFAULT_LIMITS, check_tensors
+
     onnx = _onnx()
     model = _load(source)
     # before the checker: an IR 3 file upgraded to a later opset has initializers (Pad's pads,
@@ -761,7 +766,7 @@ def convert_onnx(
     if fuse_activations:
         rewrite.fuse_activations(graph)
     rewrite.prune(graph)
-    check_tensors(graph.tensors, limits)
+    check_tensors(graph.tensors, DEFAULT_LIMITS if limits is None else limits)
     for node in graph.nodes:
         for name in node.inputs:
             if name and name in graph.tensors and graph.tensors[name].dtype != np.float32:
