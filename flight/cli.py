@@ -74,17 +74,33 @@ def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
         ) from None
 
 
+def _limits(args: argparse.Namespace):
+    """``--max-model-bytes``: the byte limits raised for a large model (None: the defaults)."""
+    from flight.model import format as flm
+
+    n = getattr(args, "max_model_bytes", None)
+    return None if n is None else flm.Limits.for_model_bytes(n)
+
+
 def _cmd_model_convert(args: argparse.Namespace) -> int:
+    from flight.model import format as flm
     from flight.model import io
     from flight.model.onnx_import import convert_onnx
 
+    limits = _limits(args)
     graph = convert_onnx(
         args.onnx,
         dict(args.input_shape or []),
         fold_batchnorm=not args.no_fold_batchnorm,
         fuse_activations=not args.no_fuse_activations,
+        limits=limits,
     )
-    io.save(graph, args.output, producer=f"flight {__version__} (from {args.onnx})")
+    io.save(
+        graph,
+        args.output,
+        producer=f"flight {__version__} (from {args.onnx})",
+        limits=limits or flm.DEFAULT_LIMITS,
+    )
     ops = ", ".join(f"{op} x{n}" for op, n in sorted(graph.ops().items()))
     print(
         f"wrote {args.output}: {len(graph.nodes)} nodes ({ops}), "
@@ -99,7 +115,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     from flight.model import io
 
     try:
-        model_file = flm.load(args.model)
+        model_file = flm.load(args.model, limits=_limits(args) or flm.DEFAULT_LIMITS)
     except flm.ModelFormatError as exc:
         result = {"file": args.model, "crc": "FAILED", "error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(result) if args.json else f"{args.model}: {result['error']}")
@@ -129,10 +145,13 @@ def _cmd_model_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from flight.model import io
+    from flight.model.format import DEFAULT_LIMITS
     from flight.modes import REPLICAS
     from flight.redundancy import RedundantRunner
 
-    model = io.load(args.model, copies=REPLICAS[args.redundancy])
+    model = io.load(
+        args.model, copies=REPLICAS[args.redundancy], limits=_limits(args) or DEFAULT_LIMITS
+    )
     runner = RedundantRunner(model, args.redundancy)
     try:
         x = np.load(args.input)
@@ -291,6 +310,16 @@ def _print_summary(summary: dict) -> None:
     print(render_summary(summary))
 
 
+def _max_model_bytes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-model-bytes",
+        type=int,
+        metavar="N",
+        help="accept a model (file, one tensor, all tensors) of up to N bytes (default limits: "
+        "256 MiB per file, 128 MiB per tensor); the mission's max_model_bytes does the same",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flight",
@@ -374,17 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="static shape of an input (repeatable)",
     )
     convert.add_argument("--no-fold-batchnorm", action="store_true")
+    _max_model_bytes(convert)
     convert.add_argument("--no-fuse-activations", action="store_true")
     convert.set_defaults(func=_cmd_model_convert)
     info = model_sub.add_parser("info", help="graph summary, parameters, memory plan, CRCs")
     info.add_argument("model")
     info.add_argument("--json", action="store_true")
+    _max_model_bytes(info)
     info.set_defaults(func=_cmd_model_info)
     run = model_sub.add_parser("run", help="run a model on a .npy input")
     run.add_argument("model")
     run.add_argument("--input", required=True, help=".npy: one input, or a batch of samples")
     run.add_argument("--output", required=True, help=".npy to write")
     run.add_argument("--redundancy", choices=MODES, default="tmr")
+    _max_model_bytes(run)
     run.set_defaults(func=_cmd_model_run)
 
     cache = sub.add_parser("cache", help="numba kernel cache for read-only images")

@@ -211,7 +211,10 @@ def raise_hint(limit: str) -> str:
         "flight.model.load, flight.model.save or convert_onnx"
     )
     if limit in _MODEL_BYTES_LIMITS:
-        hint += f"; in a mission, the partition key {MISSION_KEY} = <bytes>"
+        hint += (
+            f"; in a mission, the partition key {MISSION_KEY} = <bytes>; on the command line, "
+            "flight model convert|info|run --max-model-bytes <bytes>"
+        )
     return hint + ")"
 
 
