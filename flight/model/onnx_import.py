@@ -26,6 +26,7 @@ Anything else is refused with :class:`UnsupportedOpError`, naming the op and the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,33 @@ def _fix_input_shapes(model: Any, input_shapes: dict[str, tuple[int, ...]]) -> N
                 f"input {value.name!r} has a symbolic dimension {label!r} at axis {axis}; "
                 f"give a static shape (input_shapes / --input-shape {value.name}=...)"
             )
+
+
+def _resolve_initializer_inputs(model: Any, keep_inputs: frozenset[str]) -> None:
+    """Graph inputs that also have an initializer become constants, except those in
+    ``keep_inputs``, which stay inputs the caller feeds (their initializer is dropped).
+
+    IR versions before 4 had to list every initializer as a graph input (most classic model-zoo
+    files do), so there such an input is a weight, not something the caller means to feed.
+    Later IR versions allow it as an overridable default; flight treats both the same way.
+    """
+    initializers = {t.name for t in model.graph.initializer}
+    both = {v.name for v in model.graph.input if v.name in initializers}
+    unknown = sorted(keep_inputs - both)
+    if unknown:
+        raise ConversionError(
+            f"keep_inputs {unknown} are not graph inputs with an initializer "
+            f"(those are: {sorted(both)[:10]}{' ...' if len(both) > 10 else ''})"
+        )
+    kept_inits = [t for t in model.graph.initializer if t.name not in keep_inputs]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept_inits)
+    inputs = [v for v in model.graph.input if v.name not in both or v.name in keep_inputs]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    # From IR 4 on, initializers need not be inputs: shape inference then sees the constants
+    # (and those folding adds) without listing them as inputs.
+    model.ir_version = max(model.ir_version, 4)
 
 
 # --- constant folding -------------------------------------------------------------------------
@@ -542,6 +570,61 @@ class _Converter:
             raise self.unsupported(node, f"pads {pads} (negative pads are crops)")
         self.emit(node, "Pad", [node.input[0]], {"pads": pads, "mode": mode, "value": value})
 
+    def op_Gather(self, node: Any) -> None:
+        """Gather with constant indices, as a MatMul with a constant one-hot selection matrix
+        along ``axis`` (moved last and back with Transposes): flight's kernels need no new op,
+        and picking by multiplying with 1 and adding 0s is exact for finite values."""
+        data, indices = node.input[0], node.input[1]
+        if indices not in self.consts:
+            raise self.unsupported(
+                node,
+                "indices computed at run time (e.g. an Embedding lookup on an integer input); "
+                "flight's inputs are float32, so Gather needs constant indices",
+            )
+        shape = self.shape(data, node)
+        rank = len(shape)
+        axis = int(_attrs(node).get("axis", 0)) % rank
+        size = shape[axis]
+        index = np.asarray(self.consts[indices]).astype(np.int64).reshape(-1)
+        if index.size and (index.min() < -size or index.max() >= size):
+            raise ConversionError(
+                f"node {node.name!r} (Gather): indices outside [-{size}, {size}) on axis {axis}"
+            )
+        select = np.zeros((size, index.size), dtype=np.float32)
+        select[index, np.arange(index.size)] = 1.0  # numpy wraps negative indices
+        select_name = f"{node.name}.select"
+        self.consts[select_name] = select
+        source = self.ref(data)
+        perm = [a for a in range(rank) if a != axis] + [axis]
+        moved_shape = tuple(shape[a] for a in perm)
+        if axis != rank - 1:
+            moved = f"{node.name}.moved"
+            self.extra_shapes[moved] = moved_shape
+            self.append(Node(f"{node.name}.move", "Transpose", [source], [moved], {"perm": perm}))
+            source = moved
+        picked = f"{node.name}.picked"
+        picked_shape = (*moved_shape[:-1], index.size)
+        self.extra_shapes[picked] = picked_shape
+        self.append(Node(node.name, "MatMul", [source, self.ref(select_name)], [picked], {}))
+        if axis != rank - 1:
+            back = [perm.index(a) for a in range(rank)]
+            restored = f"{node.name}.restored"
+            self.extra_shapes[restored] = tuple(picked_shape[a] for a in back)
+            self.append(
+                Node(f"{node.name}.unmove", "Transpose", [picked], [restored], {"perm": back})
+            )
+            picked = restored
+        out_shape = self.shape(node.output[0], node)
+        self.append(
+            Node(
+                f"{node.name}.shape",
+                "Reshape",
+                [picked],
+                [node.output[0]],
+                {"shape": list(out_shape)},
+            )
+        )
+
     def op_Softmax(self, node: Any) -> None:
         shape = self.shape(node.input[0], node)
         rank = len(shape)
@@ -594,10 +677,18 @@ def convert_onnx(
     *,
     fold_batchnorm: bool = True,
     fuse_activations: bool = True,
+    keep_inputs: Iterable[str] = (),
 ) -> Graph:
-    """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph."""
+    """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph.
+
+    A graph input that also has an initializer (every weight, in IR < 4 files) is a constant,
+    unless its name is in ``keep_inputs``: then it stays an input the caller feeds.
+    """
     onnx = _onnx()
     model = _load(source)
+    # before the checker: an IR 3 file upgraded to a later opset has initializers (Pad's pads,
+    # ...) that are not graph inputs, which IR 3 forbids and IR 4 allows
+    _resolve_initializer_inputs(model, frozenset(keep_inputs))
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
