@@ -53,7 +53,7 @@ SUITES = ("light", "pytorch-converted", "pytorch-operator", "node")
 FAST_SUITES = ("pytorch-converted", "pytorch-operator", "node")
 RTOL, ATOL = 1e-4, 1e-5
 UPGRADE_OPSET = 13
-SIZE_LIMIT = 64 * 2**20
+SIZE_LIMIT = 128 * 2**20  # flight's default per-tensor limit; the 3 largest light models
 TIME_LIMIT = 300.0
 BEGIN, END = "<!-- coverage:begin -->", "<!-- coverage:end -->"
 RESULTS = ("match", "refused", "mismatch", "error", "skipped")
@@ -68,6 +68,7 @@ class Case:
     name: str
     load: Callable[[], tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]]
     size: int  # bytes of weights once constants are expanded
+    stored_tol: tuple[float, float] = (RTOL, ATOL)  # the corpus's own, where it is looser
 
 
 @dataclass
@@ -149,6 +150,8 @@ def _node_cases() -> Iterator[Case]:
     for case in sorted(cases, key=lambda c: c.name):
         if not all(n.op_type in CLAIMED_OPS for n in case.model.graph.node):
             continue
+        if not all(_is_float32(v) for v in case.model.graph.output):
+            continue  # integer, optional and sequence variants: flight computes float32 only
 
         def load_node(case=case):
             model = onnx.ModelProto()
@@ -167,7 +170,12 @@ def _node_cases() -> Iterator[Case]:
             model.graph.input.extend(kept)
             return model, feeds, [np.asarray(o) for o in outputs]
 
-        yield Case("node", case.name.removeprefix("test_"), load_node, 0)
+        tol = (max(RTOL, case.rtol), max(ATOL, case.atol))
+        yield Case("node", case.name.removeprefix("test_"), load_node, 0, tol)
+
+
+def _is_float32(value: onnx.ValueInfoProto) -> bool:
+    return value.type.HasField("tensor_type") and value.type.tensor_type.elem_type == 1
 
 
 def cases(suites: tuple[str, ...] = SUITES) -> Iterator[Case]:
@@ -198,11 +206,13 @@ def _opset(model: onnx.ModelProto) -> int:
     return max((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), default=0)
 
 
-def _differs(got: np.ndarray, want: np.ndarray) -> str | None:
+def _differs(
+    got: np.ndarray, want: np.ndarray, tol: tuple[float, float] = (RTOL, ATOL)
+) -> str | None:
     want = np.asarray(want)
     if got.shape != want.shape:
         return f"shape {got.shape} != {want.shape}"
-    if np.allclose(got, want.astype(np.float32), rtol=RTOL, atol=ATOL, equal_nan=True):
+    if np.allclose(got, want.astype(np.float32), rtol=tol[0], atol=tol[1], equal_nan=True):
         return None
     return f"max |diff| {float(np.nanmax(np.abs(got - want))):.3g}"
 
@@ -240,9 +250,10 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
     for index, name in enumerate(names):
         if name not in got:
             return "error", f"output {name!r} missing"
-        for label, wants in (("stored", stored), ("onnxruntime", reference)):
+        checks = (("stored", stored, case.stored_tol), ("onnxruntime", reference, (RTOL, ATOL)))
+        for label, wants, tol in checks:
             if wants is not None and index < len(wants):
-                why = _differs(np.asarray(got[name]), wants[index])
+                why = _differs(np.asarray(got[name]), wants[index], tol)
                 if why:
                     return "mismatch", "; ".join([*notes, f"{name} vs {label}: {why}"])
     return "match", "; ".join(notes)
@@ -318,7 +329,9 @@ def markdown(results: list[Result]) -> str:
         "| suite | " + " | ".join(RESULTS) + " |",
         "| --- |" + " --- |" * len(RESULTS),
     ]
-    lines += [f"| {s} | " + " | ".join(str(c[k]) for k in RESULTS) + " |" for s, c in counts.items()]
+    lines += [
+        f"| {s} | " + " | ".join(str(c[k]) for k in RESULTS) + " |" for s, c in counts.items()
+    ]
     lines += ["", "| suite | model | result | detail |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.suite} | {r.model} | {r.result} | {_cell(r.detail)} |" for r in results]
     return "\n".join(lines) + "\n"
