@@ -60,9 +60,14 @@ class ModelJob:
 
     def __init__(self, spec: Any, block_size: int) -> None:
         from flight.model import load as load_model
+        from flight.model.format import DEFAULT_LIMITS, Limits
 
+        limits = DEFAULT_LIMITS
+        if spec.max_model_bytes is not None:  # the mission's key, for large models
+            limits = Limits.for_model_bytes(spec.max_model_bytes)
         self.model = load_model(
             spec.model_path,
+            limits=limits,
             copies=spec.weight_copies,
             allocate=shared_bytes,
             block_size=block_size,

@@ -28,6 +28,9 @@ Schema (every key is optional unless marked *required*; defaults in brackets)
     up next to the mission file first, then in the package data directory (``flight/data``).
     ``dataset`` [none] (str): a ``.npz`` input set (``x``, ``y``) for demo missions, looked up
     the same way.
+    ``max_model_bytes`` [the loader's defaults: 256 MiB file, 128 MiB per tensor] (int, bytes,
+    1 .. 4 GiB): the model file, any one tensor and all tensors may be this big
+    (:meth:`flight.model.format.Limits.for_model_bytes`); for large models.
     ``period_frames`` [1] (int): runs every N minor frames; N divides ``minor_frames_per_major``.
     ``deadline_ms`` [the period] (number, ms, > 0): from release to result; at most the period
     (``period_frames * minor_frame_ms``).
@@ -181,6 +184,7 @@ WATCHDOG_KINDS = ("none", "software", "hardware")
 # Same limits as flight.memory (checked by the tests); not imported, so validating a mission
 # does not pull in numpy and the CRC extension.
 MAX_COPIES = 3
+MAX_MODEL_BYTES = 1 << 32  #: a partition's max_model_bytes: the .flm body is at most 4 GiB
 MIN_BLOCK_SIZE = 64
 
 _NAME = re.compile(r"[a-z0-9_-]{1,32}")
@@ -234,6 +238,7 @@ class PartitionConfig:
     escalation: tuple[str, ...]
     in_safe_mode: bool = True
     start_deadline_s: float = 10.0
+    max_model_bytes: int | None = None  #: None: the loader's default Limits
 
     @property
     def replicas(self) -> int:
@@ -622,6 +627,9 @@ class _Parser:
             model_path = self.data_file(t, "model", t.string("model"), ".flm")
             if "dataset" in t.data:
                 dataset_path = self.data_file(t, "dataset", t.string("dataset"), ".npz")
+        max_model_bytes = None
+        if "max_model_bytes" in t.data:
+            max_model_bytes = t.integer("max_model_bytes", 1, MAX_MODEL_BYTES)
 
         per_major = schedule.minor_frames_per_major
         period_frames = t.integer("period_frames", 1, per_major, 1)
@@ -698,6 +706,7 @@ class _Parser:
             restart_period_s=restart_period,
             escalation=ladder,
             in_safe_mode=in_safe_mode,
+            max_model_bytes=max_model_bytes,
             start_deadline_s=start_deadline,
         )
 

@@ -113,6 +113,7 @@ __all__ = [
     "DTYPES",
     "FORMAT_VERSION",
     "MAGIC",
+    "MISSION_KEY",
     "AttrValue",
     "GraphDef",
     "Limits",
@@ -131,9 +132,11 @@ __all__ = [
     "ModelVersionError",
     "NodeDef",
     "ValueInfo",
+    "check_tensors",
     "dumps",
     "info",
     "load",
+    "raise_hint",
     "save",
     "topological_order",
     "validate_graph",
@@ -187,7 +190,29 @@ class ModelSchemaError(ModelFormatError):
 
 
 class ModelLimitError(ModelFormatError):
-    """A declared size (bytes, elements, rank, count, nesting) exceeds the loader's Limits."""
+    """A declared size (bytes, elements, rank, count, nesting) exceeds the loader's Limits.
+
+    ``limit`` names the :class:`Limits` field; the message says how to raise it."""
+
+    def __init__(self, message: str, limit: str = "") -> None:
+        self.limit = limit
+        super().__init__(f"{message}. {raise_hint(limit)}" if limit else message)
+
+
+#: The mission's ``[[partition]]`` key that raises the byte limits (:meth:`Limits.for_model_bytes`).
+MISSION_KEY = "max_model_bytes"
+_MODEL_BYTES_LIMITS = ("max_file_bytes", "max_tensor_bytes", "max_total_bytes", "max_elements")
+
+
+def raise_hint(limit: str) -> str:
+    """How to go past ``limit``: the caller's option and, for the byte limits, the mission key."""
+    hint = (
+        f"To accept it, raise {limit} (Limits({limit}=...), passed as limits= to "
+        "flight.model.load, flight.model.save or convert_onnx"
+    )
+    if limit in _MODEL_BYTES_LIMITS:
+        hint += f"; in a mission, the partition key {MISSION_KEY} = <bytes>"
+    return hint + ")"
 
 
 class ModelGraphError(ModelFormatError):
@@ -231,6 +256,20 @@ class Limits:
     max_container_len: int = 1 << 20  #: entries of any msgpack array or map
     max_depth: int = 16  #: msgpack nesting in the body (version 1 needs 7)
     max_objects: int = 1 << 21  #: msgpack objects in the body (bounds parse time)
+
+    @classmethod
+    def for_model_bytes(cls, model_bytes: int) -> Limits:
+        """The limits for a model file of up to ``model_bytes``: the file, any one tensor and all
+        tensors together may be that big (what the mission's ``max_model_bytes`` sets); the
+        structural limits keep their defaults."""
+        if type(model_bytes) is not int or model_bytes < 1:
+            raise ConfigError(f"model_bytes must be a positive int, got {model_bytes!r}")
+        return cls(
+            max_file_bytes=model_bytes,
+            max_tensor_bytes=model_bytes,
+            max_total_bytes=model_bytes,
+            max_elements=max(cls.max_elements, model_bytes // 4),
+        )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -487,7 +526,9 @@ def _checked_bytes(data: Any) -> bytes:
 
 
 def _too_big(size: int, limits: Limits) -> NoReturn:
-    raise ModelLimitError(f"file of {size} bytes exceeds max_file_bytes={limits.max_file_bytes}")
+    raise ModelLimitError(
+        f"file of {size} bytes exceeds max_file_bytes={limits.max_file_bytes}", "max_file_bytes"
+    )
 
 
 def _open_envelope(data: memoryview, limits: Limits) -> memoryview:
@@ -504,7 +545,10 @@ def _open_envelope(data: memoryview, limits: Limits) -> memoryview:
     _expect(data, at + 1, _BODY_KEY, ModelSchemaError, "envelope 'body' key")
     size = _u32(data, _HEADER - 4, "body length")
     if _HEADER + size + _TRAILER > limits.max_file_bytes:
-        raise ModelLimitError(f"declared body of {size} bytes exceeds max_file_bytes")
+        raise ModelLimitError(
+            f"declared body of {size} bytes exceeds max_file_bytes={limits.max_file_bytes}",
+            "max_file_bytes",
+        )
     end = _HEADER + size
     _expect(data, end, _CRC_KEY, ModelSchemaError, "envelope 'crc32c' key")
     stored = _u32(data, end + len(_CRC_KEY), "body CRC")
@@ -552,6 +596,42 @@ _SIZED = {
 _LENGTH_FORMAT = {1: ">B", 2: ">H", 4: ">I"}
 
 
+_CAP_NAMES = {
+    "bin": "max_tensor_bytes",
+    "str": "max_str_len",
+    "array": "max_container_len",
+    "map": "max_container_len",
+}
+
+
+def check_tensors(tensors: dict[str, np.ndarray], limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse tensors a loader with ``limits`` would refuse, before any file is written (the
+    converter calls this, so a big model fails at once and names the limit to raise)."""
+    if len(tensors) > limits.max_tensors:
+        raise ModelLimitError(
+            f"{len(tensors)} tensors exceed max_tensors={limits.max_tensors}", "max_tensors"
+        )
+    total = 0
+    for name, array in tensors.items():
+        if array.size > limits.max_elements:
+            raise ModelLimitError(
+                f"tensor {name!r} {array.shape} exceeds max_elements={limits.max_elements}",
+                "max_elements",
+            )
+        if array.nbytes > limits.max_tensor_bytes:
+            raise ModelLimitError(
+                f"tensor {name!r} of {array.nbytes} bytes exceeds "
+                f"max_tensor_bytes={limits.max_tensor_bytes}",
+                "max_tensor_bytes",
+            )
+        total += array.nbytes
+    if total > limits.max_total_bytes:
+        raise ModelLimitError(
+            f"tensors of {total} bytes exceed max_total_bytes={limits.max_total_bytes}",
+            "max_total_bytes",
+        )
+
+
 def _scan(buf: memoryview, limits: Limits) -> None:
     """Walk the body's msgpack structure without building anything, iteratively: truncation,
     nesting depth, string/bin/container lengths and object count are checked against ``limits``
@@ -573,7 +653,9 @@ def _scan(buf: memoryview, limits: Limits) -> None:
             raise ModelTruncatedError(f"body ends at byte {end} inside a msgpack object")
         objects += 1
         if objects > limits.max_objects:
-            raise ModelLimitError(f"body holds more than max_objects={limits.max_objects}")
+            raise ModelLimitError(
+                f"body holds more than max_objects={limits.max_objects}", "max_objects"
+            )
         code = buf[pos]
         pos += 1
         todo -= 1
@@ -598,7 +680,9 @@ def _scan(buf: memoryview, limits: Limits) -> None:
             raise ModelSchemaError(f"msgpack type byte {code:#04x} at body byte {pos - 1}")
         if length > caps[kind]:
             raise ModelLimitError(
-                f"msgpack {kind} of declared length {length} exceeds {caps[kind]}"
+                f"msgpack {kind} of declared length {length} exceeds {_CAP_NAMES[kind]}="
+                f"{caps[kind]}",
+                _CAP_NAMES[kind],
             )
         if kind in ("bin", "str"):
             pos += length
@@ -606,7 +690,9 @@ def _scan(buf: memoryview, limits: Limits) -> None:
             stack.append(todo)
             todo = length * 2 if kind == "map" else length
             if len(stack) > limits.max_depth:
-                raise ModelLimitError(f"body nests deeper than max_depth={limits.max_depth}")
+                raise ModelLimitError(
+                    f"body nests deeper than max_depth={limits.max_depth}", "max_depth"
+                )
     if pos > end:
         raise ModelTruncatedError(f"body ends at byte {end}, a msgpack object needs {pos}")
     if pos < end:
@@ -633,7 +719,7 @@ def _unpack_body(body: memoryview, limits: Limits) -> Any:
     except ModelFormatError:
         raise
     except RecursionError as exc:
-        raise ModelLimitError("body nests too deeply") from exc
+        raise ModelLimitError("body nests too deeply", "max_depth") from exc
     except (ValueError, TypeError, OverflowError) as exc:
         raise ModelSchemaError(f"body is not valid msgpack: {exc}") from exc
 
@@ -660,12 +746,14 @@ class _Budget:
     """Running total of tensor bytes against ``max_total_bytes``."""
 
     def __init__(self, limits: Limits) -> None:
-        self.left = limits.max_total_bytes
+        self.left = self.total = limits.max_total_bytes
 
     def take(self, nbytes: int, where: str) -> None:
         self.left -= nbytes
         if self.left < 0:
-            raise ModelLimitError(f"{where}: tensors exceed max_total_bytes")
+            raise ModelLimitError(
+                f"{where}: tensors exceed max_total_bytes={self.total}", "max_total_bytes"
+            )
 
 
 def _decode_body(doc: Any, limits: Limits) -> ModelFile:
@@ -673,7 +761,9 @@ def _decode_body(doc: Any, limits: Limits) -> ModelFile:
     budget = _Budget(limits)
     records = _list(body["tensors"], "body.tensors")
     if len(records) > limits.max_tensors:
-        raise ModelLimitError(f"{len(records)} tensors exceed max_tensors={limits.max_tensors}")
+        raise ModelLimitError(
+            f"{len(records)} tensors exceed max_tensors={limits.max_tensors}", "max_tensors"
+        )
     tensors: dict[str, np.ndarray] = {}
     for i, record in enumerate(records):
         name, array = _decode_tensor(record, f"tensors[{i}]", limits, budget)
@@ -693,7 +783,9 @@ def _decode_graph(obj: Any, limits: Limits, budget: _Budget) -> GraphDef:
     graph = _fields(obj, "graph", ("name", "inputs", "outputs", "nodes", "value_info"))
     nodes = _list(graph["nodes"], "graph.nodes")
     if len(nodes) > limits.max_nodes:
-        raise ModelLimitError(f"{len(nodes)} nodes exceed max_nodes={limits.max_nodes}")
+        raise ModelLimitError(
+            f"{len(nodes)} nodes exceed max_nodes={limits.max_nodes}", "max_nodes"
+        )
     value_info = {}
     for name, spec in _map_of(graph["value_info"], "graph.value_info", _identity).items():
         where = f"graph.value_info[{_short(name)}]"
@@ -778,7 +870,10 @@ def _decode_array(spec: dict, where: str, limits: Limits, budget: _Budget) -> np
         raise ModelSchemaError(f"{where}.data: expected bin, got {_type(data)}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > limits.max_tensor_bytes:
-        raise ModelLimitError(f"{where}: {nbytes} bytes exceed max_tensor_bytes")
+        raise ModelLimitError(
+            f"{where}: {nbytes} bytes exceed max_tensor_bytes={limits.max_tensor_bytes}",
+            "max_tensor_bytes",
+        )
     if len(data) != nbytes:
         raise ModelSchemaError(f"{where}: {len(data)} data bytes, shape {shape} needs {nbytes}")
     budget.take(nbytes, where)
@@ -846,15 +941,19 @@ def _dtype(obj: Any, where: str) -> str:
 def _shape(obj: Any, where: str, limits: Limits) -> tuple[int, ...]:
     dims = _list(obj, where)
     if len(dims) > limits.max_rank:
-        raise ModelLimitError(f"{where}: rank {len(dims)} exceeds max_rank={limits.max_rank}")
+        raise ModelLimitError(
+            f"{where}: rank {len(dims)} exceeds max_rank={limits.max_rank}", "max_rank"
+        )
     shape = tuple(_int64(d, where) for d in dims)
     for d in shape:
         if d < 0:
             raise ModelSchemaError(f"{where}: negative dim {d}")
         if d > limits.max_dim:
-            raise ModelLimitError(f"{where}: dim {d} exceeds max_dim={limits.max_dim}")
+            raise ModelLimitError(f"{where}: dim {d} exceeds max_dim={limits.max_dim}", "max_dim")
     if math.prod(shape) > limits.max_elements:
-        raise ModelLimitError(f"{where}: {shape} exceeds max_elements={limits.max_elements}")
+        raise ModelLimitError(
+            f"{where}: {shape} exceeds max_elements={limits.max_elements}", "max_elements"
+        )
     return shape
 
 

@@ -59,14 +59,20 @@ def from_model_file(model: flm.ModelFile) -> Graph:
     )
 
 
-def save(graph: Graph, target: str | os.PathLike[str], producer: str = PRODUCER) -> None:
-    """Write a canonical graph as a ``.flm`` file (atomically)."""
-    flm.save(target, to_model_file(graph, producer), allowed_ops=OPS)
+def save(
+    graph: Graph,
+    target: str | os.PathLike[str],
+    producer: str = PRODUCER,
+    *,
+    limits: flm.Limits = flm.DEFAULT_LIMITS,
+) -> None:
+    """Write a canonical graph as a ``.flm`` file (atomically), loadable under ``limits``."""
+    flm.save(target, to_model_file(graph, producer), allowed_ops=OPS, limits=limits)
 
 
-def load_graph(source: Any) -> Graph:
+def load_graph(source: Any, *, limits: flm.Limits = flm.DEFAULT_LIMITS) -> Graph:
     """Read and validate a ``.flm`` file; only flight's canonical ops are accepted."""
-    return from_model_file(flm.load(source, allowed_ops=OPS))
+    return from_model_file(flm.load(source, allowed_ops=OPS, limits=limits))
 
 
 def load(
@@ -77,13 +83,15 @@ def load(
     pinned: tuple[str, ...] = (),
     allocate: Any = None,
     region_name: str | None = None,
+    limits: flm.Limits = flm.DEFAULT_LIMITS,
 ):
     """Load a ``.flm`` file into a runnable :class:`~flight.model.executor.Model`
-    (``allocate`` places weights and arenas, e.g. in shared memory; see Model)."""
+    (``allocate`` places weights and arenas, e.g. in shared memory; see Model). ``limits``
+    bounds the file (:class:`~flight.model.format.Limits`; raise them for big models)."""
     from flight.model.executor import Model
 
     return Model(
-        load_graph(source),
+        load_graph(source, limits=limits),
         copies=copies,
         block_size=block_size,
         pinned=pinned,

@@ -35,6 +35,7 @@ import numpy as np
 
 from flight import errors
 from flight.model import onnx_nd, ops, rewrite
+from flight.model.format import DEFAULT_LIMITS, Limits, check_tensors
 from flight.model.graph import Graph, Node
 
 __all__ = [
@@ -678,11 +679,14 @@ def convert_onnx(
     fold_batchnorm: bool = True,
     fuse_activations: bool = True,
     keep_inputs: Iterable[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Graph:
     """Convert an ONNX model (path, bytes-like file, or ModelProto) to flight's canonical graph.
 
     A graph input that also has an initializer (every weight, in IR < 4 files) is a constant,
     unless its name is in ``keep_inputs``: then it stays an input the caller feeds.
+    The weights must fit the ``.flm`` ``limits`` (:class:`~flight.model.format.Limits`), checked
+    here so a too-big model is refused before anything is written (``ModelLimitError``).
     """
     onnx = _onnx()
     model = _load(source)
@@ -757,6 +761,7 @@ def convert_onnx(
     if fuse_activations:
         rewrite.fuse_activations(graph)
     rewrite.prune(graph)
+    check_tensors(graph.tensors, limits)
     for node in graph.nodes:
         for name in node.inputs:
             if name and name in graph.tensors and graph.tensors[name].dtype != np.float32:

@@ -20,7 +20,12 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from flight.errors import ConfigError  # noqa: E402
+from flight.model import ModelLimitError  # noqa: E402
+from flight.model import load as load_model  # noqa: E402
+from flight.model import save as save_model  # noqa: E402
 from flight.model.executor import Model  # noqa: E402
+from flight.model.format import Limits  # noqa: E402
 from flight.model.onnx_import import (  # noqa: E402
     ConversionError,
     UnsupportedOpError,
@@ -246,3 +251,140 @@ def test_gather_index_out_of_range_is_refused() -> None:
     model.ir_version = 7
     with pytest.raises(ConversionError, match=r"indices outside \[-3, 3\) on axis 1"):
         convert_onnx(model)
+
+
+# --- limits: settable by the caller and the mission; a refusal says how to raise it ------------
+def _small_graph():
+    """A Gemm whose weight is 64 KiB."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((128, 128)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")],
+        "small",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 128])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    return model
+
+
+def _assert_says_how_to_raise(error: ModelLimitError, limit: str) -> None:
+    assert error.limit == limit
+    message = str(error)
+    assert f"{limit}=" in message and "limits=" in message and f"Limits({limit}=" in message
+    assert "max_model_bytes" in message  # the mission key
+
+
+def test_converter_refuses_tensors_over_its_limits_and_says_how_to_raise() -> None:
+    model = _small_graph()
+    with pytest.raises(ModelLimitError) as caught:
+        convert_onnx(model, limits=Limits(max_tensor_bytes=32 * 1024))
+    _assert_says_how_to_raise(caught.value, "max_tensor_bytes")
+    with pytest.raises(ModelLimitError) as caught:
+        convert_onnx(model, limits=Limits(max_total_bytes=32 * 1024))
+    _assert_says_how_to_raise(caught.value, "max_total_bytes")
+    convert_onnx(model, limits=Limits(max_tensor_bytes=64 * 1024, max_total_bytes=64 * 1024))
+
+
+def test_save_and_load_take_limits(tmp_path: Path) -> None:
+    graph = convert_onnx(_small_graph())
+    small = Limits.for_model_bytes(32 * 1024)
+    path = tmp_path / "small.flm"
+    with pytest.raises(ModelLimitError):
+        save_model(graph, path, limits=small)
+    assert not path.exists()
+    save_model(graph, path)
+    with pytest.raises(ModelLimitError) as caught:
+        load_model(path, copies=1, limits=small)
+    _assert_says_how_to_raise(caught.value, "max_file_bytes")
+    size = path.stat().st_size
+    model = load_model(path, copies=1, limits=Limits.for_model_bytes(size))
+    assert model.output_names == ["y"]
+
+
+def test_limits_for_model_bytes() -> None:
+    limits = Limits.for_model_bytes(1 << 30)
+    assert (limits.max_file_bytes, limits.max_tensor_bytes, limits.max_total_bytes) == (
+        1 << 30,
+        1 << 30,
+        1 << 30,
+    )
+    assert limits.max_elements == 1 << 28 and limits.max_nodes == Limits().max_nodes
+    assert Limits.for_model_bytes(8 << 30).max_elements == 2 << 30
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError, match="model_bytes"):
+            Limits.for_model_bytes(bad)
+
+
+def _mission(extra: str) -> str:
+    return f"""
+[mission]
+name = "limits"
+[schedule]
+minor_frame_ms = 50
+minor_frames_per_major = 4
+[[partition]]
+name = "classifier"
+job = "model"
+model = "digits_cnn.flm"
+redundancy = "none"
+{extra}
+"""
+
+
+def test_mission_max_model_bytes_reaches_the_job_loader() -> None:
+    from flight.jobs import ModelJob
+    from flight.mission import parse_mission
+
+    default = parse_mission(_mission("")).partition("classifier")
+    assert default.max_model_bytes is None
+    ModelJob(default, 4096)  # the shipped demo model loads under the defaults
+    tight = parse_mission(_mission("max_model_bytes = 4096")).partition("classifier")
+    assert tight.max_model_bytes == 4096
+    with pytest.raises(ModelLimitError) as caught:
+        ModelJob(tight, 4096)
+    _assert_says_how_to_raise(caught.value, "max_file_bytes")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0", "out of range 1 .. 4294967296"),
+        (str((1 << 32) + 1), "out of range"),
+        ('"1GiB"', "must be an integer"),
+        ("true", "must be an integer"),
+    ],
+)
+def test_mission_max_model_bytes_is_validated(value: str, why: str) -> None:
+    from flight.mission import parse_mission
+
+    with pytest.raises(ConfigError, match=f"partition 'classifier': max_model_bytes .*{why}"):
+        parse_mission(_mission(f"max_model_bytes = {value}"))
+
+
+# --- the large light models: convert, save, load and run with a raised limit -------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bvlc_alexnet", "vgg19", "zfnet512"])
+def test_large_light_model_runs_with_a_raised_limit(name: str, tmp_path: Path) -> None:
+    """Refused under the default limits, naming the limit; converted, saved, loaded and run
+    with ``Limits.for_model_bytes``, matching onnxruntime (random weights, as above)."""
+    model = _light_model(name)
+    with pytest.raises(ModelLimitError) as caught:
+        convert_onnx(model)
+    _assert_says_how_to_raise(caught.value, "max_tensor_bytes")
+    limits = Limits.for_model_bytes(1 << 30)
+    graph = convert_onnx(model, limits=limits)
+    path = tmp_path / f"{name}.flm"
+    save_model(graph, path, limits=limits)
+    del graph
+    assert path.stat().st_size > 128 << 20
+    with pytest.raises(ModelLimitError):
+        load_model(path, copies=1)
+    flight_model = load_model(path, copies=1, limits=limits)
+    input_name, x = _data_input(model)
+    want = _ort(model, {input_name: x})
+    got = flight_model.replica(0).run({input_name: x})[flight_model.output_names[0]]
+    assert np.ptp(want) > 1e-4
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
