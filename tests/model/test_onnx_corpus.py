@@ -115,6 +115,14 @@ def test_light_models() -> None:
     assert _committed_rows(("light",)) == _rows(results, ("light",))
 
 
+@pytest.mark.slow
+def test_all_nine_light_models_match_with_raised_limits() -> None:
+    """Issue 11: AlexNet, VGG-19 and ZFNet-512 too, once the .flm limits are raised (--big)."""
+    results = corpus.run(("light",), big=True, time_limit=None)
+    assert len(results) == 9
+    assert all(r.result == "match" for r in results), [(r.model, r.detail) for r in results]
+
+
 # --- the classifier itself, on tiny models ------------------------------------------------------
 def _tiny(op: str) -> onnx.ModelProto:
     graph = helper.make_graph(
