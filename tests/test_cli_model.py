@@ -163,3 +163,19 @@ def test_cache_build_fills_the_directory_and_shows_progress(tmp_path):
     code = list(directory.rglob("*.nbc"))
     assert index and code, sorted(p.name for p in directory.rglob("*"))
     assert f"{len(list(p for p in directory.rglob('*') if p.is_file()))} files" in lines[-1]
+
+
+def test_max_model_bytes_sets_the_limits_of_convert_info_and_run(converted, samples, tmp_path):
+    """The demo model's largest tensor is ~37 KB: a 16 KiB limit refuses it everywhere, with a
+    message naming the flag; the default limits accept it (the fixture converted it)."""
+    small = ("--max-model-bytes", "16384")
+    out = tmp_path / "m.flm"
+    proc = _flight("model", "convert", str(DATA / "digits_cnn.onnx"), "-o", str(out), *small)
+    assert proc.returncode == 78 and not out.exists()
+    assert "--max-model-bytes" in proc.stderr and "max_tensor_bytes" in proc.stderr
+    assert _flight("model", "info", str(converted), *small).returncode == 65
+    x, _ = samples
+    run = _flight("model", "run", str(converted), "--input", str(x), "--output",
+                  str(tmp_path / "y.npy"), *small)  # fmt: skip
+    assert run.returncode == 78 and "--max-model-bytes" in run.stderr
+    assert _flight("model", "info", str(converted), "--max-model-bytes", "1000000").returncode == 0
