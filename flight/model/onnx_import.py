@@ -58,6 +58,16 @@ class UnsupportedOpError(ConversionError):
     """An op, or an op configuration, that flight does not run; the message names the node."""
 
 
+def _producer(model: Any, tensor: str) -> Any:
+    """The ONNX node that writes ``tensor`` (None for inputs and initializers)."""
+    return next((n for n in model.graph.node if tensor in n.output), None)
+
+
+def _consumer(model: Any, tensor: str) -> Any:
+    """The first ONNX node that reads ``tensor``."""
+    return next((n for n in model.graph.node if tensor in n.input), None)
+
+
 _RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _ALIAS_OPS = {"Identity", "Dropout"}
 
@@ -722,9 +732,11 @@ def convert_onnx(
     for value in model.graph.output:
         name = converter.alias.get(value.name, value.name)
         if name in consts or name in {n for n, _ in inputs}:
-            raise ConversionError(
-                f"graph output {value.name!r} is a constant or a graph input; nothing to run"
-            )
+            node = _producer(model, value.name) or (model.graph.node or [None])[0]
+            what = f"graph output {value.name!r} is a constant or a graph input; nothing to run"
+            if node is None:
+                raise ConversionError(what)
+            raise converter.unsupported(node, f"{what} (the graph computes nothing)")
         if name != value.name:  # the output came out of an Identity/Dropout: rename producer
             for node in converter.nodes:
                 node.outputs = [value.name if o == name else o for o in node.outputs]
@@ -734,14 +746,18 @@ def convert_onnx(
     for name, (shape, elem) in converter.info.items():
         produced = any(name in n.outputs for n in converter.nodes)
         if name not in consts and elem not in (0, 1) and shape is not None and produced:
-            raise ConversionError(
+            what = (
                 f"tensor {name!r} has element type {onnx.TensorProto.DataType.Name(elem)}; "
                 "flight computes in float32 only"
             )
+            node = _producer(model, name)
+            raise converter.unsupported(node, what) if node else ConversionError(what)
     for name, _ in inputs:
         elem = converter.info.get(name, (None, 1))[1]
         if elem != 1:
-            raise ConversionError(f"input {name!r} must be float32")
+            what = f"input {name!r} must be float32"
+            node = _consumer(model, name)
+            raise converter.unsupported(node, what) if node else ConversionError(what)
 
     tensors = {
         name: np.ascontiguousarray(value.astype(np.float32) if value.dtype == np.float64 else value)
@@ -770,9 +786,9 @@ def convert_onnx(
     for node in graph.nodes:
         for name in node.inputs:
             if name and name in graph.tensors and graph.tensors[name].dtype != np.float32:
-                raise ConversionError(
-                    f"node {node.name!r} ({node.op}) reads {name!r} of dtype "
-                    f"{graph.tensors[name].dtype}; flight computes in float32 only"
+                raise UnsupportedOpError(
+                    f"op {node.op} (node {node.name!r}) is not supported: it reads {name!r} of "
+                    f"dtype {graph.tensors[name].dtype}; flight computes in float32 only"
                 )
     shapes: dict[str, tuple[int, ...]] = dict(inputs)
     for node in graph.nodes:

@@ -26,25 +26,7 @@ import onnx_corpus as corpus  # noqa: E402
 
 DOCS = ROOT / "docs" / "models.md"
 
-_DTYPE = "a float64/int64 graph ends in ConversionError (dtype), not a refusal naming the op"
-_ALIAS = "a graph that is only Identity/Dropout (output = input) ends in ConversionError"
 KNOWN_FAILURES = {
-    ("pytorch-operator", "operator_add_broadcast"): _DTYPE,
-    ("pytorch-operator", "operator_add_size1_broadcast"): _DTYPE,
-    ("pytorch-operator", "operator_add_size1_right_broadcast"): _DTYPE,
-    ("pytorch-operator", "operator_add_size1_singleton_broadcast"): _DTYPE,
-    ("pytorch-operator", "operator_addconstant"): _DTYPE,
-    ("pytorch-operator", "operator_non_float_params"): _DTYPE,
-    ("node", "clip_default_inbounds_expanded"): _ALIAS,
-    ("node", "dropout_default"): _ALIAS,
-    ("node", "dropout_default_old"): _ALIAS,
-    ("node", "dropout_default_ratio"): _ALIAS,
-    ("node", "dropout_random_old"): _ALIAS,
-    ("node", "identity"): _ALIAS,
-    ("node", "sum_one_input"): _ALIAS,
-    ("node", "training_dropout"): _ALIAS,
-    ("node", "training_dropout_default"): _ALIAS,
-    ("node", "training_dropout_zero_ratio"): _ALIAS,
     ("node", "reshape_allowzero_reordered"): (
         "an input dimension of 0 (an empty tensor) is taken as unknown and set to 1: ShapeError"
     ),
