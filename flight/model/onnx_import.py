@@ -135,6 +135,15 @@ def _fix_input_shapes(model: Any, input_shapes: dict[str, tuple[int, ...]]) -> N
         for axis, dim in enumerate(dims):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 continue
+            if dim.HasField("dim_value"):  # an explicit 0: an empty tensor, not a free batch
+                node = _consumer(model, value.name)
+                what = f"input {value.name!r} is an empty tensor (dimension {axis} is 0)"
+                if node is None:
+                    raise ConversionError(what)
+                raise UnsupportedOpError(
+                    f"op {node.op_type} (node {node.name!r}) is not supported: {what}; "
+                    "flight computes on non-empty tensors only"
+                )
             if axis == 0:
                 dim.dim_value = 1  # a symbolic batch: flight runs one sample per inference
                 continue

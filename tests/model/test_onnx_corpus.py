@@ -26,11 +26,7 @@ import onnx_corpus as corpus  # noqa: E402
 
 DOCS = ROOT / "docs" / "models.md"
 
-KNOWN_FAILURES = {
-    ("node", "reshape_allowzero_reordered"): (
-        "an input dimension of 0 (an empty tensor) is taken as unknown and set to 1: ShapeError"
-    ),
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 BAD = ("error", "mismatch")
 
 
