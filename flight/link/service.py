@@ -106,7 +106,6 @@ class LinkCounters:
     tc_failed: int = 0
     packets_rejected: int = 0  # not a packet at all (framing, length, CRC, APID)
     results_withheld: int = 0  # RESULT_CORRUPTED: the CRC-32C no longer matched
-    files_received: int = 0
 
 
 class LinkService:
@@ -189,7 +188,7 @@ class LinkService:
         for raw in items:
             try:
                 tc = packet.decode(raw)
-                if tc.type != 1:
+                if tc.type != packet.TC:
                     raise errors.PacketError(FailureCode.MALFORMED, "not a telecommand")
             except errors.PacketError:
                 rejected += 1
@@ -207,23 +206,21 @@ class LinkService:
             self.log.emit(events.LINK_PACKET_REJECTED, count=rejected)
         for reason, n in refused.items():
             self.log.emit(events.TC_REJECTED, count=n, reason=reason)
-        self.cfdp.poll(time.monotonic())
+        self.cfdp.poll()
         return accepted
 
     def _file_pdu(self, pdu: bytes) -> None:
         with contextlib.suppress(errors.CfdpError):  # counted by the receiver
             self.cfdp.handle(pdu)
-        self.counters.files_received = self.cfdp.files_received
 
     def _command(self, raw: bytes, tc: Any, refused: Counter) -> Command | None:
-        request_id = int.from_bytes(raw[0:2], "big")
-        request_seq = int.from_bytes(raw[2:4], "big")
+        request_id, request_seq = tc.packet_id, tc.sequence_control
         spi, sequence = _security_fields(tc.data)
         stub = Command(_Unknown(_opcode(tc.data)), {}, spi, sequence, request_id, request_seq)
         try:
             if self.verifier is None:
                 raise errors.AuthenticationError(FailureCode.NO_KEY, "no key file: refused")
-            auth = self.verifier.verify(raw[:-2])
+            auth = self.verifier.verify(raw[: -packet.CRC_LEN])
             self._persist_replay()
             definition, args = catalog.decode_command(auth.body)
             command = Command(definition, args, auth.spi, auth.sequence, request_id, request_seq)
@@ -238,7 +235,9 @@ class LinkService:
             self._report(stub, Stage.ACCEPTANCE_FAILURE, code, exc.detail)
             return None
         self.counters.tc_accepted += 1
-        self.log.emit(events.TC_ACCEPTED, command=command.name, spi=auth.spi, sequence=sequence)
+        self.log.emit(
+            events.TC_ACCEPTED, command=command.name, spi=auth.spi, sequence=auth.sequence
+        )
         self._report(command, Stage.ACCEPTANCE_SUCCESS)
         return command
 
@@ -462,7 +461,7 @@ class LinkService:
             "tc_failed": c.tc_failed,
             "packets_rejected": c.packets_rejected,
             "results_withheld": c.results_withheld,
-            "files_received": c.files_received,
+            "files_received": self.cfdp.files_received,
             "contact_open": self.contact.is_open(self.clock()),
             "active_spi": None if self.keyring is None else self.keyring.active,
             "store": store,
@@ -511,7 +510,7 @@ def housekeeping_values(summary: Mapping[str, Any], link: LinkService) -> dict[s
             "tc_accepted": c.tc_accepted,
             "tc_rejected": sum(c.tc_rejected.values()),
             "packets_rejected": c.packets_rejected,
-            "files_received": min(c.files_received, 0xFFFF),
+            "files_received": min(link.cfdp.files_received, 0xFFFF),
             "contact_open": link.contact.is_open(link.clock()),
             "active_spi": 0 if link.keyring is None else int(link.keyring.active),
             "downlink_queued": len(link.store),
