@@ -172,6 +172,7 @@ def send_housekeeping(sup: Any, link: Any, command: Any) -> None:
 def model_upload(sup: Any, link: Any, command: Any) -> None:
     """Verify the staged file and activate it; completion comes when its trial ends."""
     from flight import upload
+    from flight.jobs import model_limits
 
     p = _partition(sup, link, command)
     if p is None:
@@ -189,7 +190,9 @@ def model_upload(sup: Any, link: Any, command: Any) -> None:
         return
     link.start(command)
     try:
-        data = upload.verify(staged, command.args["mac"], link.key(command.spi), p.job.model)
+        data = upload.verify(
+            staged, command.args["mac"], link.key(command.spi), p.job.model, model_limits(p.spec)
+        )
     except upload.UploadRejected as exc:
         sup.log.emit(events.MODEL_REJECTED, partition=p.name, file=staged.name, why=exc.detail)
         link.complete(command, exc.code, exc.detail)

@@ -20,7 +20,7 @@ from flight.modes import REPLICAS
 from flight.shm import shared_bytes, shared_zeros
 from flight.vote import PreparedVote, prepare
 
-__all__ = ["Dataset", "ModelJob", "load_dataset"]
+__all__ = ["Dataset", "ModelJob", "load_dataset", "model_limits"]
 
 
 @dataclass
@@ -55,19 +55,25 @@ def load_dataset(spec: Any, input_shape: tuple[int, ...]) -> Dataset:
     return Dataset(x, y)
 
 
+def model_limits(spec: Any) -> Any:
+    """The file limits a partition's model is loaded under: the defaults, or those the
+    mission's ``max_model_bytes`` raises (a large model; an upload is checked the same way)."""
+    from flight.model.format import DEFAULT_LIMITS, Limits
+
+    if spec.max_model_bytes is None:
+        return DEFAULT_LIMITS
+    return Limits.for_model_bytes(spec.max_model_bytes)
+
+
 class ModelJob:
     """One partition's inference job: model, replicas, I/O buffers, data set."""
 
     def __init__(self, spec: Any, block_size: int) -> None:
         from flight.model import load as load_model
-        from flight.model.format import DEFAULT_LIMITS, Limits
 
-        limits = DEFAULT_LIMITS
-        if spec.max_model_bytes is not None:  # the mission's key, for large models
-            limits = Limits.for_model_bytes(spec.max_model_bytes)
         self.model = load_model(
             spec.model_path,
-            limits=limits,
+            limits=model_limits(spec),
             copies=spec.weight_copies,
             allocate=shared_bytes,
             block_size=block_size,

@@ -68,11 +68,12 @@ class Trial:
     path: Path
 
 
-def verify(path: Path, mac: bytes, key: Any, current: Any) -> bytes:
+def verify(path: Path, mac: bytes, key: Any, current: Any, limits: Any) -> bytes:
     """Check a staged model against the command's MAC and the partition's current model
-    (``current``: its loaded :class:`flight.model.executor.Model`); returns the file's bytes.
-    Raises :class:`UploadRejected`."""
-    from flight.model import load as load_model
+    (``current``: its loaded :class:`flight.model.executor.Model`), reading the file once under
+    the partition's ``limits``; returns the file's bytes. Raises :class:`UploadRejected`. (The
+    whole model is built only at activation, which reports a failure there the same way.)"""
+    from flight.model.io import load_graph
 
     try:
         data = path.read_bytes()
@@ -84,12 +85,15 @@ def verify(path: Path, mac: bytes, key: Any, current: Any) -> bytes:
     if not hmac.compare_digest(expected, bytes(mac)):
         raise UploadRejected(FailureCode.BAD_MAC, f"{path.name}: the file's MAC does not verify")
     try:
-        candidate = load_model(path, copies=1)
-    except (errors.FlightError, OSError, ValueError) as exc:
+        candidate = load_graph(data, limits=limits)  # every section's CRC, the graph's rules
+    except (errors.FlightError, ValueError) as exc:
         raise UploadRejected(FailureCode.EXECUTION_FAILED, f"{path.name}: {exc}") from exc
-    for kind, names in (("input", "input_names"), ("output", "output_names")):
-        old = [tuple(current.shapes[n]) for n in getattr(current, names)]
-        new = [tuple(candidate.shapes[n]) for n in getattr(candidate, names)]
+    for kind, names, declared in (
+        ("input", current.input_names, candidate.inputs),
+        ("output", current.output_names, candidate.outputs),
+    ):
+        old = [tuple(current.shapes[n]) for n in names]
+        new = [tuple(shape) for _, shape in declared]
         if old != new:
             raise UploadRejected(
                 FailureCode.INVALID_ARGUMENT,
