@@ -171,7 +171,6 @@ class Supervisor:
         self.stop_requested = False  # set from a signal handler: finish the frame, shut down
         self.reverified = 0
         self.exit_code: int | None = None
-        self.safe_mode = False
         self.partitions: list[PartitionRuntime] = []
         self.by_name: dict[str, PartitionRuntime] = {}
         self.test_mode: Any = None  # flight.testmode.TestMode once loaded, in test mode
@@ -259,6 +258,11 @@ class Supervisor:
             test_mode=self.mission.test_mode,
             tm_file=tm_file,
         )
+
+    @property
+    def safe_mode(self) -> bool:
+        """The recovery machine's system state, also when restored from the CDS."""
+        return self.fsm.system_state.value == "safe_mode"
 
     def request_stop(self) -> None:
         """Finish the current frame and shut down (a signal handler calls this). During the
@@ -371,7 +375,6 @@ class Supervisor:
                     self._apply(action)
         finally:
             self._handling = False
-            self.safe_mode = self.fsm.system_state.value == "safe_mode"
             if self.exit_code is not None:
                 self._inputs.clear()
 
@@ -405,7 +408,7 @@ class Supervisor:
             for worker in p.workers:
                 worker.kill()
         elif isinstance(action, r.EnterSafeMode):
-            self.safe_mode = True
+            pass  # the machine is in safe mode now (safe_mode reads it); its orders follow
         elif isinstance(action, r.ProcessorReset):
             self.exit_code = int(action.exit_code)
             self.cds.log_reset(action.reason, None, "processor reset")
