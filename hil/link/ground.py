@@ -197,8 +197,8 @@ class GroundStation:
     def follow(self, sent: bytes, timeout: float = 10.0) -> Iterator[Telemetry]:
         """The verification reports of the command ``sent``, as they arrive, until its final
         stage (or the timeout); other telemetry is kept in :attr:`backlog`."""
-        request_id = int.from_bytes(sent[0:2], "big")
-        request_seq = int.from_bytes(sent[2:4], "big")
+        header = packet.decode(sent)
+        request_id, request_seq = header.packet_id, header.sequence_control
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for tm in self.receive(timeout=min(0.2, max(0.0, deadline - time.monotonic()))):
