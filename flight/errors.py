@@ -66,6 +66,11 @@ class ConfigError(FlightError, ValueError):
     """Invalid configuration: region parameters, scrub budgets, mission tables."""
 
 
+class KernelPathError(ConfigError):
+    """FLIGHT_KERNEL_ISA names a path the CPU lacks (or an unknown one), or it was set after
+    numba started compiling: an installation/configuration error, not a fault."""
+
+
 class RegionError(FlightError, ValueError):
     """Invalid use of a protected memory region (bad copy index, write out of bounds, ...)."""
 

@@ -10,6 +10,7 @@ store, so counters accumulate across boots without double counting.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,12 @@ class FrameReport:
     faults: list[str] = field(default_factory=list)
 
 
+def _kernel_path() -> str | None:
+    """The vector ISA the inference kernels were built for (None: no kernel loaded here)."""
+    isa = sys.modules.get("flight.kernels.isa")
+    return isa.current()["name"] if isa is not None else None
+
+
 def housekeeping(supervisor: Any, brief: bool = False) -> dict[str, Any]:
     """The supervisor's counters as one mapping (``flight run --json``, the CDS, the link).
 
@@ -97,6 +104,7 @@ def housekeeping(supervisor: Any, brief: bool = False) -> dict[str, Any]:
             "recovery": fsm.counters(),
             "system_state": str(fsm.system_state.value),
             "safe_mode": supervisor.safe_mode,
+            "kernel_path": _kernel_path(),
             "exit_code": supervisor.exit_code or 0,
             "upsets": test.upsets() if test is not None else {},
             "oracle_upsets": test.oracle_upsets if test is not None else None,

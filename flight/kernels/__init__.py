@@ -13,6 +13,8 @@ op uses which dispatcher is said in the op registry, :mod:`flight.model.ops`.
 
 from __future__ import annotations
 
+# First: the kernel path must be chosen before any numba decorator builds the code generator.
+from .isa import PATH as KERNEL_PATH  # isort: skip
 from ._act import ACT_CLIP, ACT_LEAKY, ACT_NONE, ACT_RELU
 from .conv import (
     conv2d,
@@ -44,6 +46,7 @@ __all__ = [
     "ACT_LEAKY",
     "ACT_NONE",
     "ACT_RELU",
+    "KERNEL_PATH",
     "OP_ADD",
     "OP_DIV",
     "OP_MUL",

@@ -27,12 +27,14 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .isa import PATH
+
 #: Rows of the register tile (rows of A / output channels in a convolution).
-MR = 5
+MR = PATH.mr
 #: Columns of the register tile (columns of B / output pixels in a convolution).
-NR = 16
-#: SIMD width in float32 lanes that the IR is written for (AVX2: 8; NEON splits it in two).
-VW = 8
+NR = PATH.nr
+#: SIMD width in float32 lanes that the IR is written for (chosen for the host: see :mod:`.isa`).
+VW = PATH.vw
 _NV = NR // VW
 
 _I64 = ir.IntType(64)

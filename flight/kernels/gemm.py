@@ -23,8 +23,8 @@ from ._ukernel import MR, NR, pack_panel, strided_copy, ukernel
 
 #: Depth of a packed k-slice (a B micro-panel is KC*NR*4 = 16 KiB: it stays in L1).
 KC = 256
-#: Rows of A packed per block (MC*KC*4 = 80 KiB: it stays in L2). Multiple of MR.
-MC = 80
+#: Rows of A packed per block (MC*KC*4 = about 80 KiB: it stays in L2). Multiple of MR.
+MC = MR * max(1, 80 // MR)
 #: Columns of B packed per block (KC*NC*4 = 1 MiB: L2/L3). Multiple of NR.
 NC = 1024
 
