@@ -1,0 +1,202 @@
+"""The kernel path follows the CPU numba compiles for; forced narrower paths give the same bits.
+
+What holds across paths (docs/models.md, "Kernel paths"): the FMA paths (AVX-512, AVX2, NEON)
+compute every output with the same chain of fused multiply-adds in the same order, so a model
+gives the same bits on each; the generic path (no FMA) rounds products first, so it only agrees
+within float32 tolerance. Checked here by running real models in fresh processes with
+``FLIGHT_KERNEL_ISA`` forced, and by reading the machine code numba generates for a named CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flight.errors import KernelPathError
+from flight.kernels import isa
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+X86 = platform.machine() in ("x86_64", "AMD64")
+HOST = isa.current()["name"]
+
+AVX512_HOST = (
+    "+64bit,+avx,+avx2,+avx512bw,+avx512cd,+avx512dq,+avx512f,+avx512vl,+avx512vnni,+bmi,"
+    "+bmi2,+f16c,+fma,+popcnt,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,-amx-tile,+gfni,+vaes"
+)
+
+
+def test_paths_from_features_and_cpu_names():
+    assert isa._path_of("x86_64", AVX512_HOST).name == "avx512"
+    assert isa._path_of("x86_64", "+avx,+avx2,+fma,+sse4.2").name == "avx2"
+    assert isa._path_of("x86_64", "+avx,+avx2,-fma").name == "generic"  # no FMA: not AVX2 path
+    assert isa._path_of("x86_64", "+sse2").name == "generic"
+    assert isa._path_of("aarch64", "+neon").name == "neon"
+    # a CPU name's defaults fill in what the feature string leaves unsaid; explicit flags win
+    assert isa._path_of("x86_64", "", "skylake-avx512").name == "avx512"
+    assert isa._path_of("x86_64", "", "icelake-server").name == "avx512"
+    assert isa._path_of("x86_64", "", "haswell").name == "avx2"
+    assert isa._path_of("x86_64", "-avx512f", "znver4").name == "avx2"
+    assert isa._path_of("x86_64", "", "generic").name == "generic"
+
+
+def test_every_path_tile_fits_its_register_file():
+    registers = {"avx512": 32, "avx2": 16, "neon": 32, "generic": 16}
+    for name, path in isa.PATHS.items():
+        assert path.nr % path.vw == 0, name
+        vectors = path.nr // path.vw
+        assert path.mr * vectors + vectors + 1 <= registers[name], name
+
+
+def test_forcing_switches_off_the_wider_features_only():
+    avx2 = isa.features_for("avx2", AVX512_HOST)
+    flags = isa._flags(avx2)
+    assert not any(on for key, on in flags.items() if key.startswith("avx512"))
+    assert flags["avx2"] and flags["fma"] and flags["gfni"] and not flags["amx-tile"]
+    assert isa._path_of("x86_64", avx2).name == "avx2"
+    generic = isa.features_for("generic", AVX512_HOST)
+    flags = isa._flags(generic)
+    assert not any(on for key, on in flags.items() if key.startswith(("avx", "fma")))
+    assert flags["sse4.2"]
+    assert isa._path_of("x86_64", generic).name == "generic"
+    assert isa.features_for("avx512", AVX512_HOST) == AVX512_HOST
+
+
+def test_forcing_a_wider_or_unknown_path_is_refused():
+    with pytest.raises(KernelPathError, match="no avx512"):
+        isa.features_for("avx512", "+avx,+avx2,+fma")
+    with pytest.raises(KernelPathError, match="expected one of"):
+        isa.features_for("avx9", AVX512_HOST)
+
+
+def test_current_path_is_the_one_the_kernels_use():
+    from flight.kernels import _ukernel
+
+    info = isa.current()
+    assert (info["vw"], info["mr"], info["nr"]) == (_ukernel.VW, _ukernel.MR, _ukernel.NR)
+    assert info["name"] == isa.PATH.name
+
+
+# -- real models in fresh processes, one per forced path ---------------------------------------
+
+_RUN_MODELS = """
+import hashlib, json, sys
+import numpy as np
+sys.path.insert(0, {tools!r})
+from onnx_models import mobilenet_v2_like, resnet18
+from flight.kernels import isa
+from flight.model.executor import Model
+from flight.model.onnx_import import convert_onnx
+out = {{"path": isa.current()["name"]}}
+for name, onnx_model in (("resnet18", resnet18(13, size=48)), ("mobilenet", mobilenet_v2_like(13, size=40))):
+    graph = convert_onnx(onnx_model)
+    model = Model(graph, copies=1)
+    shape = model.shapes[model.input_names[0]]
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    y = np.array(model.run(x), dtype=np.float32)
+    np.save({dest!r} + "/" + name + "-" + out["path"] + ".npy", y)
+    out[name] = hashlib.sha256(y.tobytes()).hexdigest()
+print(json.dumps(out))
+"""
+
+
+def _run_forced(path: str | None, dest: Path) -> dict:
+    env = dict(os.environ)
+    env.pop("FLIGHT_KERNEL_ISA", None)
+    if path is not None:
+        env["FLIGHT_KERNEL_ISA"] = path
+    code = textwrap.dedent(_RUN_MODELS.format(tools=str(TOOLS), dest=str(dest)))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not X86 or HOST != "avx512", reason="needs an AVX-512 host to force AVX2")
+def test_forced_avx2_gives_the_same_bits_as_avx512(tmp_path):
+    wide = _run_forced(None, tmp_path)
+    narrow = _run_forced("avx2", tmp_path)
+    assert (wide["path"], narrow["path"]) == ("avx512", "avx2")
+    assert wide["resnet18"] == narrow["resnet18"]
+    assert wide["mobilenet"] == narrow["mobilenet"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not X86 or HOST == "generic", reason="needs an FMA host")
+def test_forced_generic_path_agrees_within_tolerance(tmp_path):
+    fma = _run_forced(None, tmp_path)
+    plain = _run_forced("generic", tmp_path)
+    assert plain["path"] == "generic"
+    for name in ("resnet18", "mobilenet"):
+        a = np.load(tmp_path / f"{name}-{fma['path']}.npy")
+        b = np.load(tmp_path / f"{name}-generic.npy")
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# -- the machine code numba generates for a named CPU -----------------------------------------
+
+_ASM = """
+import json
+from numba import types
+from flight.kernels import isa
+from flight.kernels.gemm import _macro
+arr = types.Array(types.float32, 1, "C")
+i = types.int64
+sig = (arr, i, arr, i, i, i, i, i, i, i, arr, i, i, types.boolean)
+_macro.compile(sig)
+asm = _macro.inspect_asm(sig)
+fma = [line for line in asm.splitlines() if "vfmadd" in line]
+print(json.dumps({
+    "path": isa.current()["name"],
+    "fma_zmm": sum("zmm" in line for line in fma),
+    "fma_ymm": sum("ymm" in line for line in fma),
+    "zmm": asm.count("zmm"),
+}))
+"""
+
+
+def _asm_for(tmp_path: Path, **env_extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CPU", "FLIGHT_KERNEL"))}
+    env.update(env_extra, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _ASM], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not X86, reason="x86-64 code generation")
+def test_code_for_an_avx512_cpu_uses_16_lane_registers(tmp_path):
+    # compiled, never run: this passes on an AVX2-only host too
+    got = _asm_for(tmp_path, NUMBA_CPU_NAME="skylake-avx512", NUMBA_CPU_FEATURES="")
+    assert got["path"] == "avx512"
+    assert got["fma_zmm"] >= 16 and got["fma_ymm"] == 0
+
+
+@pytest.mark.skipif(not X86, reason="x86-64 code generation")
+def test_code_for_an_avx2_cpu_uses_8_lane_registers_and_no_zmm(tmp_path):
+    got = _asm_for(tmp_path, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="")
+    assert got["path"] == "avx2"
+    assert got["fma_ymm"] >= 10 and got["zmm"] == 0
+
+
+@pytest.mark.skipif(not X86 or HOST != "avx512", reason="needs an AVX-512 host")
+def test_forced_avx2_on_an_avx512_host_emits_no_zmm(tmp_path):
+    got = _asm_for(tmp_path, FLIGHT_KERNEL_ISA="avx2")
+    assert got["path"] == "avx2"
+    assert got["fma_ymm"] >= 10 and got["zmm"] == 0
+
+
+@pytest.mark.skipif(not X86 or HOST == "generic", reason="needs an FMA host")
+def test_forced_generic_path_has_no_fma(tmp_path):
+    got = _asm_for(tmp_path, FLIGHT_KERNEL_ISA="generic")
+    assert got["path"] == "generic"
+    assert got["fma_zmm"] == got["fma_ymm"] == 0
