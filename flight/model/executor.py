@@ -387,6 +387,9 @@ class Replica:
     ) -> dict[str, np.ndarray]:
         """Run one inference; returns views of the outputs (pinned, valid until the next run).
 
+        ``x`` is the first input's array or a map of every input's: float arrays for float32
+        inputs, integer arrays for integer ones (:attr:`Model.input_dtypes`; indices within
+        :attr:`Model.index_bounds`), else :class:`ModelInputError` and nothing runs.
         ``after`` maps activation names to callbacks that get the buffer right after the node
         that writes it (and may modify it: vote-point write-back, fault injection).
         ``start``/``stop`` run only nodes [start, stop) (segments between vote points); the

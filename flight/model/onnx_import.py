@@ -461,8 +461,8 @@ class _Converter:
         self._pool(node, "AveragePool")
 
     def op_GlobalAveragePool(self, node: Any) -> None:
-        if len(self.shape(node.input[0], node)) != 4:
-            raise self.unsupported(node, "only NCHW inputs")
+        if len(self.shape(node.input[0], node)) not in (4, 5):
+            raise self.unsupported(node, "only NCHW and NCDHW inputs")
         self.emit(node, "GlobalAveragePool", [node.input[0]], {})
 
     def op_BatchNormalization(self, node: Any) -> None:

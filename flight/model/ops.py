@@ -115,7 +115,7 @@ OPS: dict[str, Op] = {
         {**_WINDOW, "count_include_pad": _I},
     ),
     "GlobalAveragePool": Op(
-        "mean over the spatial dimensions, keeping them as 1x1",
+        "mean over the spatial dimensions (2-D or 3-D), keeping them as 1s",
         (1, 1),
         shapes.global_avgpool,
         "op_global_avgpool",

@@ -308,8 +308,8 @@ def lrn(node, ins, attrs) -> Shape:
 
 
 def global_avgpool(node, ins, attrs) -> Shape:
-    _rank(node, ins[0], (4,))
-    return (*ins[0][:2], 1, 1)
+    _rank(node, ins[0], (4, 5))
+    return (*ins[0][:2], *[1] * (len(ins[0]) - 2))
 
 
 def leaky_relu(node, ins, attrs) -> Shape:

@@ -398,7 +398,8 @@ def _cnn_3d() -> onnx.ModelProto:
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
         helper.make_node("Conv", ["p1", "W2"], ["c2"], pads=[1, 0, 1, 0, 1, 0]),
-        helper.make_node("AveragePool", ["c2"], ["y"], kernel_shape=[2, 2, 2]),
+        helper.make_node("AveragePool", ["c2"], ["a2"], kernel_shape=[2, 2, 2]),
+        helper.make_node("GlobalAveragePool", ["a2"], ["y"]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -423,7 +424,15 @@ def _replica_outputs(flight_model: Model, warm: list, x) -> list[bytes]:
 
 def test_3d_cnn_under_tmr_is_bit_identical_and_matches_onnxruntime():
     model = _cnn_3d()
-    flight_model = Model(convert_onnx(model), copies=3)
+    graph = convert_onnx(model)
+    assert [n.op for n in graph.nodes] == [
+        "Conv",
+        "MaxPool",
+        "Conv",
+        "AveragePool",
+        "GlobalAveragePool",
+    ]
+    flight_model = Model(graph, copies=3)
     warm = [RNG.standard_normal((1, 2, 6, 8, 8)).astype(np.float32) * (i + 1) for i in range(3)]
     x = RNG.standard_normal((1, 2, 6, 8, 8)).astype(np.float32)
     outputs = _replica_outputs(flight_model, warm, x)
