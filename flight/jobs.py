@@ -79,6 +79,13 @@ class ModelJob:
             block_size=block_size,
             region_name=f"{spec.name}/weights",
         )
+        integer = {n: d for n, d in self.model.input_dtypes.items() if d != "float32"}
+        if integer:  # the shared input buffer, data sets and uploads are float32
+            name, dtype = next(iter(integer.items()))
+            raise errors.ConfigError(
+                f"partition {spec.name!r}: model {spec.model_path.name}: input {name!r} is "
+                f"{dtype} (Gather indices); a mission feeds float32 inputs only"
+            )
         for name in spec.vote_points:
             self.model.replica(0).node_index(name)  # ModelError now, not a dead worker later
         self.input = shared_zeros(self.model.shapes[self.model.input_names[0]])

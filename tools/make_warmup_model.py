@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from flight.model import io
+from flight.model.graph import Graph, Node
 from flight.model.onnx_import import convert_onnx
 
 OUT = Path(__file__).resolve().parent.parent / "flight" / "data" / "warmup.flm"
@@ -73,7 +74,14 @@ def build() -> onnx.ModelProto:
         n("Sigmoid", ["gemm"], "gs"),
         n("MatMul", ["gs", const("mm", 10, 10)], "mm_out"),
         n("Softmax", ["mm_out"], "y", axis=-1),
+        # 3-D Conv and pooling (their own kernels), on the input seen as a volume
+        n("Reshape", ["x", "vol_shape"], "vol"),
+        n("Conv", ["vol", const("w3d", 2, 4, 3, 3, 3), const("b3d", 2)], "c3d", pads=[1] * 6),
+        n("Relu", ["c3d"], "r3d"),  # fused
+        n("MaxPool", ["r3d"], "mp3d", kernel_shape=[2, 2, 2], strides=[1, 1, 1]),
+        n("AveragePool", ["mp3d"], "y3d", kernel_shape=[2, 2, 2], pads=[1, 1, 1, 1, 1, 1]),
     ]
+    inits.append(numpy_helper.from_array(np.array([1, 4, 4, 4, 4], np.int64), "vol_shape"))
     for name, pads in (("pads_c", [0, 0, 1, 1, 0, 0, 1, 1]), ("pads_r", [0, 0, 1, 1, 0, 0, 0, 1])):
         inits.append(numpy_helper.from_array(np.array(pads, np.int64), name))
     inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "lo"))
@@ -82,7 +90,10 @@ def build() -> onnx.ModelProto:
         nodes,
         "warmup",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10]),
+            helper.make_tensor_value_info("y3d", TensorProto.FLOAT, [1, 2, 4, 4, 4]),
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -91,8 +102,24 @@ def build() -> onnx.ModelProto:
     return model
 
 
+def add_gather(graph: Graph) -> None:
+    """Gather by run-time indices, which ONNX only gets from an integer graph input (an
+    Embedding). The warm-up feeds one float32 input, so the indices here are an activation
+    clipped to exactly 0 (canonical Gather reads any float32 indices): row 0 of a table."""
+    table = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    graph.tensors["emb_table"] = table
+    graph.nodes += [
+        Node("zeros", "Clip", ["gs"], ["zeros"], {"min": 0.0, "max": 0.0}),
+        Node("emb", "Gather", ["emb_table", "zeros"], ["emb"], {"axis": 0}),
+    ]
+    graph.shapes["zeros"] = graph.shapes["gs"]
+    graph.shapes["emb"] = (*graph.shapes["gs"], 3)
+    graph.outputs.append(("emb", graph.shapes["emb"]))
+
+
 def main() -> None:
     graph = convert_onnx(build())
+    add_gather(graph)
     io.save(graph, OUT, producer="tools/make_warmup_model.py")
     print(f"wrote {OUT} with ops {sorted(graph.ops())}")
 

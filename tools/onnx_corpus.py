@@ -1,7 +1,8 @@
 """Coverage of the ONNX test corpus that ships inside the onnx package, through flight's converter.
 
 Every model of the chosen suites is converted (``flight.model.onnx_import``), written to and
-loaded back from a ``.flm`` image (``flight.model.load``), run on replica 0 and compared with
+loaded back from a ``.flm`` image (``flight.model.load``), run on replica 0 (integer inputs, i.e.
+Gather indices, fed as the integer arrays they are) and compared with
 the stored reference outputs and with onnxruntime (one thread) at the converter tests' rtol 1e-4
 / atol 1e-5. Each model ends in one of:
 
@@ -140,7 +141,8 @@ def _dir_cases(suite: str) -> Iterator[Case]:
 
 def _node_cases() -> Iterator[Case]:
     """onnx's node test cases whose every node is an op the converter claims; non-float inputs
-    (shapes, axes, pads, indices) become constants, as an exporter writes them."""
+    (shapes, axes, pads) become constants, as an exporter writes them, except integer Gather
+    indices, which stay inputs fed at run time (an Embedding lookup)."""
     from onnx.backend.test.case.node import collect_testcases
 
     with contextlib.redirect_stderr(io.StringIO()), np.errstate(all="ignore"):
@@ -163,7 +165,7 @@ def _node_cases() -> Iterator[Case]:
             values = list(model.graph.input)
             for value, array in zip(values, inputs, strict=True):
                 array = np.asarray(array)
-                if array.dtype == np.float32:
+                if array.dtype == np.float32 or _only_gather_indices(model, value.name, array):
                     feeds[value.name] = array
                 else:
                     model.graph.initializer.append(numpy_helper.from_array(array, value.name))
@@ -174,6 +176,17 @@ def _node_cases() -> Iterator[Case]:
 
         tol = (max(RTOL, case.rtol), max(ATOL, case.atol))
         yield Case("node", case.name.removeprefix("test_"), load_node, 0, tol)
+
+
+def _only_gather_indices(model: onnx.ModelProto, name: str, array: np.ndarray) -> bool:
+    """Whether ``name`` is an integer array that only Gather nodes read, as their indices."""
+    readers = [n for n in model.graph.node if name in n.input]
+    return (
+        array.dtype in (np.int32, np.int64)
+        and bool(readers)
+        and all(n.op_type == "Gather" and list(n.input).index(name) == 1 for n in readers)
+        and all(list(n.input).count(name) == 1 for n in readers)
+    )
 
 
 def _is_float32(value: onnx.ValueInfoProto) -> bool:

@@ -24,6 +24,7 @@ from .conv import (
     pack_conv_weights,
     packed_weights_size,
 )
+from .conv3d import avgpool3d, conv3d, conv3d_workspace_size, maxpool3d
 from .elementwise import (
     OP_ADD,
     OP_DIV,
@@ -39,7 +40,7 @@ from .elementwise import (
 from .gemm import gemm, gemm_nn, gemm_workspace_size, matmul, matmul_shape, matmul_workspace_size
 from .norm import batchnorm, fold_batchnorm, lrn, softmax
 from .pool import avgpool2d, global_avgpool, maxpool2d, pool_output_size
-from .shape import concat, pad, transpose
+from .shape import concat, gather, pad, transpose
 
 __all__ = [
     "ACT_CLIP",
@@ -53,15 +54,19 @@ __all__ = [
     "OP_SUB",
     "act_flat",
     "avgpool2d",
+    "avgpool3d",
     "batchnorm",
     "binary",
     "concat",
     "conv2d",
     "conv2d_packed",
+    "conv3d",
+    "conv3d_workspace_size",
     "conv_output_size",
     "conv_workspace_size",
     "copy_flat",
     "fold_batchnorm",
+    "gather",
     "gemm",
     "gemm_nn",
     "gemm_workspace_size",
@@ -71,6 +76,7 @@ __all__ = [
     "matmul_shape",
     "matmul_workspace_size",
     "maxpool2d",
+    "maxpool3d",
     "pack_conv_weights",
     "packed_weights_size",
     "pad",

@@ -5,7 +5,7 @@ node needs (``inputs``/``outputs`` are arrays or shapes).
 Which op uses which dispatcher is said once, in the op registry (:mod:`flight.model.ops`); the
 executor looks dispatchers up there. This module only holds the glue between a node and the
 kernels of :mod:`.gemm`, :mod:`.conv`, :mod:`.pool`, :mod:`.elementwise`, :mod:`.norm` and
-:mod:`.shape`.
+:mod:`.shape` (2-D and 1-D Conv and pooling share the 2-D kernels; 3-D ones are in :mod:`.conv3d`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from ._act import ACT_CLIP, ACT_LEAKY, ACT_NONE, ACT_RELU
 from .conv import conv2d, conv2d_packed, conv_workspace_size
+from .conv3d import avgpool3d, conv3d, conv3d_workspace_size, maxpool3d
 from .elementwise import (
     OP_ADD,
     OP_DIV,
@@ -32,7 +33,7 @@ from .elementwise import (
 from .gemm import gemm, gemm_workspace_size, matmul, matmul_workspace_size
 from .norm import batchnorm, lrn, softmax
 from .pool import avgpool2d, global_avgpool, maxpool2d
-from .shape import concat, pad, transpose
+from .shape import concat, gather, pad, transpose
 
 Array = np.ndarray
 #: ``fn(inputs, outputs, attrs, ws)``: what the executor calls per node.
@@ -78,7 +79,26 @@ def _conv_geometry(nd, attrs):
     return s, d, _pads(attrs, nd)
 
 
+def _geometry3d(attrs: Mapping[str, Any]) -> tuple[list[int], list[int], list[int]]:
+    """strides, dilations, pads [d0, h0, w0, d1, h1, w1] of a 3-D node (all explicit at load)."""
+    return list(attrs["strides"]), list(attrs["dilations"]), list(attrs["pads"])
+
+
+def _conv3d(inputs, outputs, attrs, ws):
+    b = inputs[2] if len(inputs) > 2 and inputs[2] is not None else _EMPTY
+    s, d, p = _geometry3d(attrs)
+    act, a, bb = _act_attrs(attrs)
+    if ws is None:
+        ws = np.zeros(max(1, workspace_conv(inputs, outputs, attrs)), np.float32)
+    group = int(attrs.get("group", 1))
+    x, w, out = inputs[0], inputs[1], outputs[0]
+    conv3d(x, w, b, out, *s, p[0], p[1], p[2], *d, group, act, a, bb, ws)
+
+
 def op_conv(inputs, outputs, attrs, ws):
+    if inputs[0].ndim == 5:
+        _conv3d(inputs, outputs, attrs, ws)
+        return
     x = _as4d(inputs[0])
     out = _as4d(outputs[0])
     b = inputs[2] if len(inputs) > 2 and inputs[2] is not None else _EMPTY
@@ -102,6 +122,11 @@ def op_conv(inputs, outputs, attrs, ws):
 def workspace_conv(inputs, outputs, attrs) -> int:
     x_shape = tuple(inputs[0].shape) if hasattr(inputs[0], "shape") else tuple(inputs[0])
     nd = len(x_shape) - 2
+    if nd == 3:
+        o_shape = _shape(outputs[0])
+        return conv3d_workspace_size(
+            x_shape, _shape(inputs[1]), o_shape, int(attrs.get("group", 1))
+        )
     x_shape = x_shape if nd == 2 else (x_shape[0], x_shape[1], 1, x_shape[2])
     o_shape = outputs[0].shape if hasattr(outputs[0], "shape") else tuple(outputs[0])
     o_shape = o_shape if len(o_shape) == 4 else (o_shape[0], o_shape[1], 1, o_shape[2])
@@ -152,11 +177,21 @@ def _pool_geometry(inputs, outputs, attrs):
 def op_maxpool(inputs, outputs, attrs, ws):
     if len(outputs) > 1 and outputs[1] is not None:
         raise NotImplementedError("MaxPool Indices output is not supported")
+    if inputs[0].ndim == 5:
+        s, d, p = _geometry3d(attrs)
+        k = list(attrs["kernel_shape"])
+        maxpool3d(inputs[0], outputs[0], *k, *s, p[0], p[1], p[2], *d)
+        return
     kh, kw, s, d, p = _pool_geometry(inputs, outputs, attrs)
     maxpool2d(_as4d(inputs[0]), _as4d(outputs[0]), kh, kw, s[0], s[1], p[0], p[1], d[0], d[1])
 
 
 def op_avgpool(inputs, outputs, attrs, ws):
+    if inputs[0].ndim == 5:
+        k, s, p = list(attrs["kernel_shape"]), list(attrs["strides"]), list(attrs["pads"])
+        include = bool(attrs.get("count_include_pad", 0))
+        avgpool3d(inputs[0], outputs[0], *k, *s, *p, include)
+        return
     kh, kw, s, d, p = _pool_geometry(inputs, outputs, attrs)
     if d != [1, 1]:
         raise NotImplementedError("AveragePool dilations are not supported")
@@ -245,6 +280,10 @@ def op_concat(inputs, outputs, attrs, ws):
 def op_transpose(inputs, outputs, attrs, ws):
     perm = attrs.get("perm")
     transpose(inputs[0], outputs[0], tuple(perm) if perm is not None else None)
+
+
+def op_gather(inputs, outputs, attrs, ws):
+    gather(inputs[0], inputs[1], outputs[0], int(attrs["axis"]))
 
 
 def op_pad(inputs, outputs, attrs, ws):

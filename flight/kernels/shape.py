@@ -1,4 +1,5 @@
-"""Data-movement kernels: Concat, Transpose, Pad (Reshape & co. are flat copies, see elementwise).
+"""Data-movement kernels: Concat, Transpose, Pad, Gather (Reshape & co. are flat copies, see
+elementwise).
 
 The Python wrappers only build views (no data copies) and call one njit strided-copy kernel.
 Ranks up to 6 are supported.
@@ -110,3 +111,39 @@ def pad(
     before[_RANK - r :] = pads[:r]
     code = {"constant": PAD_CONSTANT, "reflect": PAD_REFLECT, "edge": PAD_EDGE}[mode]
     pad_nd(as_rank6(x), as_rank6(out), before, code, float(value))
+
+
+@njit(cache=True)
+def gather_rows(data, indices, out):
+    """out[o, k, i] = data[o, indices[k], i] for data viewed as (outer, size, inner).
+
+    ``indices`` are float32 holding exact integers (the executor checks a graph input's range at
+    the boundary), ONNX-wrapped when negative. An index that is not a whole number in
+    [-size, size) can only come from a corrupted buffer: its output slice becomes NaN (the replica
+    then loses the vote), never a read outside ``data``."""
+    size = data.shape[1]
+    nan = np.float32(np.nan)
+    for k in range(indices.shape[0]):
+        v = indices[k]
+        ok = v == np.floor(v) and v >= -size and v < size
+        j = 0
+        if ok:
+            j = int(v)
+            if j < 0:
+                j += size
+        for o in range(data.shape[0]):
+            for i in range(data.shape[2]):
+                out[o, k, i] = data[o, j, i] if ok else nan
+
+
+def gather(data: np.ndarray, indices: np.ndarray, out: np.ndarray, axis: int) -> None:
+    """ONNX Gather on non-negative ``axis`` by float32 ``indices`` (see :func:`gather_rows`)."""
+    outer = int(np.prod(data.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(data.shape[axis + 1 :], dtype=np.int64))
+    size = data.shape[axis]
+    count = indices.size
+    gather_rows(
+        data.reshape(outer, size, inner),
+        indices.reshape(-1),
+        out.reshape(outer, count, inner),
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,22 @@ from flight.memory import ProtectedRegion
 from flight.model import ops
 from flight.model.graph import Graph, Node
 from flight.model.plan import MemoryPlan, lifetimes, plan
+from flight.model.shapes import MAX_GATHER_ROWS
 
-__all__ = ["Model", "ModelError", "Replica"]
+__all__ = ["Model", "ModelError", "ModelInputError", "Replica"]
 
 _ALIGN_ELEMS = 16  # 64 bytes
+#: Graph input dtypes besides float32: Gather indices, carried inside as exact float32.
+INDEX_DTYPES = ("int32", "int64")
 
 
 class ModelError(errors.FlightError, ValueError):
     """A graph the executor cannot run (bad shapes, unknown op, unknown tensor names...)."""
+
+
+class ModelInputError(ModelError):
+    """An input the model cannot take: missing, wrong shape or dtype kind, an index out of its
+    table. Raised before any node runs."""
 
 
 def _kernels() -> Any:
@@ -200,11 +209,57 @@ class Model:
             ops.check_node(node, [shapes[n] if n else None for n in node.inputs], declared)
             for name in node.outputs:
                 shapes[name] = tuple(graph.shapes[name])
+        Model._check_index_inputs(graph)
         for name, shape in graph.outputs:
             if name not in shapes:
                 raise ModelError(f"graph output {name!r} is never computed")
             if tuple(shape) != shapes[name]:
                 raise ModelError(f"graph output {name!r}: shape {tuple(shape)} != {shapes[name]}")
+
+    @staticmethod
+    def _check_index_inputs(graph: Graph) -> None:
+        """A graph input that is not float32 must be int32 / int64 and read only as Gather
+        indices: float32 carries its values exactly, and the bound check at the boundary
+        (:attr:`index_bounds`) is then all the kernels need."""
+        names = {name for name, _ in graph.inputs}
+        for name, dtype in graph.input_dtypes.items():
+            if name not in names:
+                raise ModelError(f"input_dtypes names {name!r}, which is not a graph input")
+            if dtype == "float32":
+                continue
+            if dtype not in INDEX_DTYPES:
+                raise ModelError(
+                    f"input {name!r} is {dtype}; inputs are float32, or {INDEX_DTYPES} indices"
+                )
+            for node in graph.nodes:
+                as_indices = node.op == "Gather" and node.inputs[1:] == [name]
+                if name in node.inputs and (not as_indices or node.inputs[0] == name):
+                    raise ModelError(
+                        f"input {name!r} ({dtype}) is read by node {node.name!r} ({node.op}); "
+                        "an integer input may only be Gather indices"
+                    )
+
+    @property
+    def input_dtypes(self) -> dict[str, str]:
+        """The dtype each input takes: float32, or int32 / int64 for Gather indices."""
+        declared = self.graph.input_dtypes
+        return {name: declared.get(name, "float32") for name in self.input_names}
+
+    @cached_property
+    def index_bounds(self) -> dict[str, int]:
+        """For each integer input, the size of the smallest table its Gathers index: a value v
+        is valid when -bound <= v < bound (ONNX wraps negatives)."""
+        bounds = {}
+        for name, dtype in self.input_dtypes.items():
+            if dtype == "float32":
+                continue
+            sizes = [
+                self._shape_of(node.inputs[0], self.graph.tensors)[int(node.attrs["axis"])]
+                for node in self.graph.nodes
+                if node.op == "Gather" and node.inputs[1] == name
+            ]
+            bounds[name] = min(sizes, default=MAX_GATHER_ROWS)
+        return bounds
 
     def _shape_of(self, name: str, executable: Mapping[str, np.ndarray]) -> tuple[int, ...]:
         if name in executable:
@@ -259,8 +314,9 @@ class Model:
             self._replicas[index] = Replica(self, index)
         return self._replicas[index]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """One inference on replica 0, simplex; returns a copy of the (first) output."""
+    def run(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        """One inference on replica 0, simplex; returns a copy of the (first) output. ``x`` is
+        the (first) input's array, or a map of every input's (see :meth:`Replica.run`)."""
         return self.replica(0).run(x)[self.output_names[0]].copy()
 
     @property
@@ -275,6 +331,7 @@ class Model:
             "ops": dict(graph.ops()),
             "parameters": graph.parameter_count(),
             "inputs": [(n, list(s)) for n, s in graph.inputs],
+            "input_dtypes": self.input_dtypes,
             "outputs": [(n, list(s)) for n, s in graph.outputs],
             "weight_image_bytes": self.weights.nbytes,
             "weight_copies": self.copies,
@@ -330,6 +387,9 @@ class Replica:
     ) -> dict[str, np.ndarray]:
         """Run one inference; returns views of the outputs (pinned, valid until the next run).
 
+        ``x`` is the first input's array or a map of every input's: float arrays for float32
+        inputs, integer arrays for integer ones (:attr:`Model.input_dtypes`; indices within
+        :attr:`Model.index_bounds`), else :class:`ModelInputError` and nothing runs.
         ``after`` maps activation names to callbacks that get the buffer right after the node
         that writes it (and may modify it: vote-point write-back, fault injection).
         ``start``/``stop`` run only nodes [start, stop) (segments between vote points); the
@@ -355,17 +415,31 @@ class Replica:
         return {name: self._views[name] for name in self.model.output_names}
 
     def _feed(self, x: np.ndarray | Mapping[str, np.ndarray] | None) -> None:
-        feeds = x if isinstance(x, Mapping) else {self.model.input_names[0]: x}
-        for name in self.model.input_names:
+        """Check every input (presence, shape, dtype kind, index range), then copy them in: a
+        bad input raises :class:`ModelInputError` before anything is written or run."""
+        model = self.model
+        feeds = x if isinstance(x, Mapping) else {model.input_names[0]: x}
+        checked = []
+        for name, dtype in model.input_dtypes.items():
             if feeds.get(name) is None:
-                raise ModelError(f"missing input {name!r}")
+                raise ModelInputError(f"missing input {name!r}")
             value = np.asarray(feeds[name])
             target = self._views[name]
             if value.shape != target.shape:
-                raise ModelError(
+                raise ModelInputError(
                     f"input {name!r} has shape {value.shape}, the model takes {target.shape}"
                 )
-            np.copyto(target, value, casting="same_kind")
+            if dtype == "float32":
+                if value.dtype.kind != "f":
+                    raise ModelInputError(
+                        f"input {name!r} takes float32, got a {value.dtype} array"
+                    )
+            else:
+                _check_indices(name, dtype, value, model.index_bounds[name])
+            checked.append((target, value))
+        for target, value in checked:
+            # indices are below 2**24 in magnitude (checked), so float32 holds them exactly
+            np.copyto(target, value, casting="unsafe" if value.dtype.kind in "iu" else "same_kind")
 
     def node_index(self, tensor: str) -> int:
         """Index of the node that writes ``tensor`` (where a vote point splits the graph)."""
@@ -373,3 +447,18 @@ class Replica:
             if tensor in node.outputs:
                 return index
         raise ModelError(f"no node of {self.model.graph.name!r} writes {tensor!r}")
+
+
+def _check_indices(name: str, dtype: str, value: np.ndarray, bound: int) -> None:
+    """An integer input's array: integer kind, every value in [-bound, bound)."""
+    if value.dtype.kind not in "iu":
+        raise ModelInputError(f"input {name!r} takes {dtype} indices, got a {value.dtype} array")
+    if not value.size:
+        return
+    low, high = int(value.min()), int(value.max())
+    if low < -bound or high >= bound:
+        bad = low if low < -bound else high
+        raise ModelInputError(
+            f"input {name!r}: index {bad} is outside [-{bound}, {bound}) (the table it indexes "
+            f"has {bound} entries)"
+        )

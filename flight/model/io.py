@@ -23,7 +23,8 @@ def to_model_file(graph: Graph, producer: str = PRODUCER) -> flm.ModelFile:
     """The file form of a canonical graph (every activation's static shape in value_info)."""
 
     def info(name: str, shape: tuple[int, ...]) -> flm.ValueInfo:
-        return flm.ValueInfo(name, "float32", tuple(int(d) for d in shape))
+        dtype = graph.input_dtypes.get(name, "float32")
+        return flm.ValueInfo(name, dtype, tuple(int(d) for d in shape))
 
     graph_def = flm.GraphDef(
         name=graph.name,
@@ -56,6 +57,7 @@ def from_model_file(model: flm.ModelFile) -> Graph:
         shapes={name: tuple(v.shape) for name, v in graph_def.value_info.items()},
         tensors=dict(model.tensors),
         metadata=dict(model.metadata),
+        input_dtypes={v.name: v.dtype for v in graph_def.inputs if v.dtype != "float32"},
     )
 
 

@@ -8,7 +8,9 @@ stays simple:
 * every input dimension fixed (symbolic batch -> 1, others from ``input_shapes``),
 * everything computable ahead of time folded into constants (Constant, ConstantOfShape, Shape,
   Gather on shapes, Cast, arithmetic on constants, ...), using onnx's reference evaluator,
-* every tensor shape static (onnx shape inference after folding), activations float32,
+* every tensor shape static (onnx shape inference after folding), activations float32 (an int32
+  / int64 graph input is kept, declared as such, only where it is read as Gather indices: an
+  Embedding lookup),
 * attributes that later opsets moved to inputs (Unsqueeze axes, Clip min/max, Reshape shape,
   Pad pads, ...) read back into attributes; opset-dependent semantics (Softmax before 13)
   made explicit; ``auto_pad`` resolved to explicit pads,
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flight import errors
-from flight.model import onnx_nd, ops, rewrite
+from flight.model import onnx_nd, ops, rewrite, shapes
 from flight.model.graph import Graph, Node
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ def _consumer(model: Any, tensor: str) -> Any:
 
 _RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _ALIAS_OPS = {"Identity", "Dropout"}
+#: ONNX element types a graph input may have besides float32: Gather indices (TensorProto codes)
+_INDEX_DTYPES = {6: "int32", 7: "int64"}
 
 
 def _onnx() -> Any:
@@ -384,35 +388,41 @@ class _Converter:
             handler(node)
 
     def _spatial(self, node: Any, attrs: dict[str, Any], kernel: list[int]) -> dict[str, Any]:
-        """strides, dilations and explicit [t, l, b, r] pads (auto_pad resolved)."""
+        """strides, dilations and explicit [begin..., end...] pads (auto_pad resolved), for 2-D
+        (NCHW) and 3-D (NCDHW) inputs; 1-D ones were lowered to 2-D (:mod:`.onnx_nd`)."""
         in_shape = self.shape(node.input[0], node)
-        if len(in_shape) != 4:
-            raise self.unsupported(node, f"only 2-D spatial (NCHW) inputs, got shape {in_shape}")
-        strides = list(attrs.get("strides", [1, 1]))
-        dilations = list(attrs.get("dilations", [1, 1]))
+        if len(in_shape) not in (4, 5):
+            raise self.unsupported(
+                node, f"only 2-D or 3-D spatial (NCHW, NCDHW) inputs, got shape {in_shape}"
+            )
+        nd = len(in_shape) - 2
+        if len(kernel) != nd:
+            raise self.unsupported(node, f"kernel_shape {kernel} for a {nd}-D input")
+        strides = list(attrs.get("strides", [1] * nd))
+        dilations = list(attrs.get("dilations", [1] * nd))
         auto_pad = _decode(attrs.get("auto_pad", "NOTSET"))
         if auto_pad in ("NOTSET", "VALID"):
-            pads = list(attrs.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]
+            pads = list(attrs.get("pads", [0] * 2 * nd)) if auto_pad == "NOTSET" else [0] * 2 * nd
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            pads = [0, 0, 0, 0]
-            for axis in range(2):
+            pads = [0] * 2 * nd
+            for axis in range(nd):
                 size = in_shape[2 + axis]
                 out = -(-size // strides[axis])
                 effective = (kernel[axis] - 1) * dilations[axis] + 1
                 total = max(0, (out - 1) * strides[axis] + effective - size)
                 small, large = total // 2, total - total // 2
                 begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-                pads[axis], pads[2 + axis] = begin, end
+                pads[axis], pads[nd + axis] = begin, end
         else:
             raise self.unsupported(node, f"auto_pad {auto_pad!r}")
-        # ONNX pads are [x1_begin, x2_begin, x1_end, x2_end] = [t, l, b, r]
+        # ONNX pads are [x1_begin, x2_begin, ..., x1_end, x2_end, ...]: 2-D [t, l, b, r]
         return {"strides": strides, "dilations": dilations, "pads": pads}
 
     def op_Conv(self, node: Any) -> None:
         attrs = _attrs(node)
         weight = self.const(node.input[1], node, "the weight")
-        if weight.ndim != 4:
-            raise self.unsupported(node, f"only 2-D convolution, weight shape {weight.shape}")
+        if weight.ndim not in (4, 5):
+            raise self.unsupported(node, f"only 2-D or 3-D convolution, weight {weight.shape}")
         kernel = list(attrs.get("kernel_shape", weight.shape[2:]))
         spatial = self._spatial(node, attrs, kernel)
         bias = node.input[2] if len(node.input) > 2 else ""
@@ -437,7 +447,7 @@ class _Converter:
         spatial = self._spatial(node, attrs, kernel)
         out = {"kernel_shape": kernel, **spatial}
         if op == "AveragePool":
-            if spatial["dilations"] != [1, 1]:
+            if any(d != 1 for d in spatial["dilations"]):
                 raise self.unsupported(node, "dilated AveragePool")
             del out["dilations"]
             out["count_include_pad"] = int(attrs.get("count_include_pad", 0))
@@ -451,8 +461,8 @@ class _Converter:
         self._pool(node, "AveragePool")
 
     def op_GlobalAveragePool(self, node: Any) -> None:
-        if len(self.shape(node.input[0], node)) != 4:
-            raise self.unsupported(node, "only NCHW inputs")
+        if len(self.shape(node.input[0], node)) not in (4, 5):
+            raise self.unsupported(node, "only NCHW and NCDHW inputs")
         self.emit(node, "GlobalAveragePool", [node.input[0]], {})
 
     def op_BatchNormalization(self, node: Any) -> None:
@@ -594,15 +604,13 @@ class _Converter:
 
     def op_Gather(self, node: Any) -> None:
         """Gather with constant indices, as a MatMul with a constant one-hot selection matrix
-        along ``axis`` (moved last and back with Transposes): flight's kernels need no new op,
-        and picking by multiplying with 1 and adding 0s is exact for finite values."""
+        along ``axis`` (moved last and back with Transposes): picking by multiplying with 1 and
+        adding 0s is exact for finite values. Indices that come from an integer graph input (an
+        Embedding lookup) become the canonical Gather, which the executor range-checks."""
         data, indices = node.input[0], node.input[1]
         if indices not in self.consts:
-            raise self.unsupported(
-                node,
-                "indices computed at run time (e.g. an Embedding lookup on an integer input); "
-                "flight's inputs are float32, so Gather needs constant indices",
-            )
+            self._runtime_gather(node)
+            return
         shape = self.shape(data, node)
         rank = len(shape)
         axis = int(_attrs(node).get("axis", 0)) % rank
@@ -646,6 +654,26 @@ class _Converter:
                 {"shape": list(out_shape)},
             )
         )
+
+    def _runtime_gather(self, node: Any) -> None:
+        """A Gather whose indices are an integer graph input, read as they arrive."""
+        data, indices = node.input[0], node.input[1]
+        graph_inputs = {v.name for v in self.model.graph.input}
+        if self.alias.get(indices, indices) not in graph_inputs:
+            raise self.unsupported(
+                node,
+                f"indices {indices!r} computed at run time; flight gathers by constant indices "
+                "or by an integer graph input (an Embedding lookup)",
+            )
+        shape = self.shape(data, node)
+        axis = int(_attrs(node).get("axis", 0)) % len(shape)
+        if shape[axis] > shapes.MAX_GATHER_ROWS:
+            raise self.unsupported(
+                node,
+                f"a table of {shape[axis]} entries along axis {axis}; indices travel as exact "
+                f"float32, so at most {shapes.MAX_GATHER_ROWS} (2**24)",
+            )
+        self.emit(node, "Gather", [data, indices], {"axis": axis})
 
     def op_Softmax(self, node: Any) -> None:
         shape = self.shape(node.input[0], node)
@@ -761,12 +789,24 @@ def convert_onnx(
             )
             node = _producer(model, name)
             raise converter.unsupported(node, what) if node else ConversionError(what)
+    input_dtypes = {}
     for name, _ in inputs:
         elem = converter.info.get(name, (None, 1))[1]
-        if elem != 1:
-            what = f"input {name!r} must be float32"
-            node = _consumer(model, name)
-            raise converter.unsupported(node, what) if node else ConversionError(what)
+        if elem == 1:
+            continue
+        readers = [n for n in converter.nodes if name in n.inputs]
+        if elem in _INDEX_DTYPES and all(
+            n.op == "Gather" and n.inputs.index(name) == 1 and n.inputs.count(name) == 1
+            for n in readers
+        ):
+            input_dtypes[name] = _INDEX_DTYPES[elem]
+            continue
+        what = (
+            f"input {name!r} has element type {onnx.TensorProto.DataType.Name(elem)}; flight "
+            "takes float32 inputs, and int32 / int64 ones only as Gather indices"
+        )
+        node = _consumer(model, name)
+        raise converter.unsupported(node, what) if node else ConversionError(what)
 
     tensors = {
         name: np.ascontiguousarray(value.astype(np.float32) if value.dtype == np.float64 else value)
@@ -780,6 +820,7 @@ def convert_onnx(
         nodes=converter.nodes,
         shapes={},
         tensors=tensors,
+        input_dtypes=input_dtypes,
         metadata={
             **{p.key: p.value for p in model.metadata_props},
             "onnx_opset": str(opset),

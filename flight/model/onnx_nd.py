@@ -14,9 +14,10 @@ ReLU fused) + MaxPool a 2-D model gets, with no Reshape between; the 3-D tensor 
 (one Reshape, a flat copy) only where something else reads it, or it is a graph output.
 
 The 2-D node is handed back to the converter's own ``op_*`` handler, so ``auto_pad``,
-``ceil_mode``, groups, ``count_include_pad`` and every refusal behave exactly as in 2-D. Inputs of
-rank 5 and up (3-D Conv / pool) are refused here, naming the op and the rank. This module does not
-import onnx: it only copies and edits the node protobuf it is given.
+``ceil_mode``, groups, ``count_include_pad`` and every refusal behave exactly as in 2-D. 3-D Conv /
+pool (rank 5) need no lowering: the converter emits them as they are and the executor runs them on
+the 3-D kernels (:mod:`flight.kernels.conv3d`). Rank 6 and up is refused here, naming the op and
+the rank. This module does not import onnx: it only copies and edits the node protobuf it is given.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from flight.model.graph import Node
 
 __all__ = ["LOWERED_OPS", "PASS_THROUGH", "lowering"]
 
-#: The ops whose 1-D form is lowered to 2-D (and whose 3-D form is refused).
+#: The ops whose 1-D form is lowered to 2-D (and whose 4-D and higher forms are refused).
 LOWERED_OPS = frozenset({"Conv", "MaxPool", "AveragePool"})
 #: Per-channel or elementwise ops that compute the same on N,C,1,L as on N,C,L.
 PASS_THROUGH = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "BatchNormalization"})
@@ -45,10 +46,10 @@ _PER_AXIS = frozenset({"kernel_shape", "strides", "dilations"})
 
 def lowering(converter: Any, node: Any) -> Callable[[Any], None] | None:
     """The handler for ``node`` when it is a Conv / pool that is not 2-D, or a
-    :data:`PASS_THROUGH` op reading a twin; else None. 3-D and up raise UnsupportedOpError.
+    :data:`PASS_THROUGH` op reading a twin; else None. 4-D and up raise UnsupportedOpError.
 
     ``converter`` is :class:`flight.model.onnx_import._Converter` (duck-typed to keep the import
-    graph one-way). A 2-D node (rank-4 input) gets None: the converter handles it as always.
+    graph one-way). A 2-D or 3-D node (rank-4 or 5 input) gets None: the converter handles it.
     """
     if node.domain not in ("", "ai.onnx"):
         return None
@@ -59,11 +60,11 @@ def lowering(converter: Any, node: Any) -> Callable[[Any], None] | None:
     rank = len(converter.shape(node.input[0], node))
     if rank == 3:
         return lambda n: _lower_1d(converter, n)
-    if rank == 4:
+    if rank in (4, 5):
         return None
     spatial = rank - 2
     raise converter.unsupported(
-        node, f"{spatial}-D {node.op_type} (input rank {rank}); flight runs 1-D and 2-D only"
+        node, f"{spatial}-D {node.op_type} (input rank {rank}); flight runs 1-D, 2-D and 3-D only"
     )
 
 

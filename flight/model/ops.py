@@ -75,7 +75,8 @@ _WINDOW = {"kernel_shape": _REQ_IS, "strides": _REQ_IS, "pads": _REQ_IS}
 #: Every canonical op: the one table flight's loader, executor and converter read.
 OPS: dict[str, Op] = {
     "Conv": Op(
-        "2-D convolution (NCHW), any group, explicit [t, l, b, r] pads, optional fused activation",
+        "2-D (NCHW) or 3-D (NCDHW) convolution, any group, explicit [begin..., end...] pads, "
+        "optional fused activation",
         (2, 3),
         shapes.conv,
         "op_conv",
@@ -100,21 +101,21 @@ OPS: dict[str, Op] = {
         workspace="workspace_matmul",
     ),
     "MaxPool": Op(
-        "2-D max pooling with strides, pads and dilations",
+        "2-D or 3-D max pooling with strides, pads and dilations",
         (1, 1),
         shapes.maxpool,
         "op_maxpool",
         {**_WINDOW, "dilations": _REQ_IS},
     ),
     "AveragePool": Op(
-        "2-D average pooling, padding counted or not (count_include_pad)",
+        "2-D or 3-D average pooling, padding counted or not (count_include_pad)",
         (1, 1),
         shapes.avgpool,
         "op_avgpool",
         {**_WINDOW, "count_include_pad": _I},
     ),
     "GlobalAveragePool": Op(
-        "mean over the spatial dimensions, keeping them as 1x1",
+        "mean over the spatial dimensions (2-D or 3-D), keeping them as 1s",
         (1, 1),
         shapes.global_avgpool,
         "op_global_avgpool",
@@ -161,6 +162,14 @@ OPS: dict[str, Op] = {
         shapes.pad,
         "op_pad",
         {"pads": _REQ_IS, "mode": _S, "value": _F},
+    ),
+    "Gather": Op(
+        "data entries picked along a non-negative axis by run-time indices (exact integers held "
+        "as float32: an Embedding lookup on an integer graph input)",
+        (2, 2),
+        shapes.gather,
+        "op_gather",
+        {"axis": Attr("int", required=True)},
     ),
     "Softmax": Op(
         "softmax along one non-negative axis (opset >= 13 semantics)",

@@ -48,7 +48,7 @@ def fold_batchnorm(graph: Graph) -> None:
             factor = scale / np.sqrt(var + bn.attrs["epsilon"])
             weight = graph.tensors[prev.inputs[1]].astype(np.float64)
             if prev.op == "Conv":
-                new_w = weight * factor[:, None, None, None]
+                new_w = weight * factor.reshape(-1, *[1] * (weight.ndim - 1))  # 2-D or 3-D
                 out_channels = weight.shape[0]
             else:
                 alpha = prev.attrs["alpha"]

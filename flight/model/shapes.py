@@ -14,6 +14,7 @@ shapes); it raises :class:`ShapeError`. Which op uses which rule is said in the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from flight import errors
 
 __all__ = [
     "ACTIVATIONS",
+    "MAX_GATHER_ROWS",
     "MAX_RANK",
     "ShapeError",
     "avgpool",
@@ -32,6 +34,7 @@ __all__ = [
     "concat",
     "conv",
     "fail",
+    "gather",
     "gemm",
     "global_avgpool",
     "leaky_relu",
@@ -46,6 +49,8 @@ __all__ = [
 ]
 
 MAX_RANK = 6  # the data-movement kernels' limit
+#: Gather indices travel as float32, which holds every integer below 2**24 exactly.
+MAX_GATHER_ROWS = 2**24
 #: Activations a Conv or Gemm can fuse ("" is none); the kernels' ``_act`` codes.
 ACTIVATIONS = ("", "Relu", "LeakyRelu", "Clip")
 
@@ -103,52 +108,77 @@ def _activation(node: Any, attrs: dict) -> None:
 
 
 def conv(node, ins, attrs) -> Shape:
+    """2-D (NCHW) or 3-D (NCDHW) convolution; pads are [begin..., end...] per spatial axis."""
     x, w = ins[0], ins[1]
-    _rank(node, x, (4,))
-    _rank(node, w, (4,), "weight")
-    n, c, h, wd = x
-    m, cg, kh, kw = w
-    if _ints(node, attrs, "kernel_shape", 2, 1) != [kh, kw]:
+    _rank(node, x, (4, 5))
+    _rank(node, w, (len(x),), "weight")
+    nd = len(x) - 2
+    n, c, m, cg = x[0], x[1], w[0], w[1]
+    kernel = list(w[2:])
+    if _ints(node, attrs, "kernel_shape", nd, 1) != kernel:
         raise fail(node, f"kernel_shape {attrs.get('kernel_shape')} != weight {w[2:]}")
-    sh, sw = _ints(node, attrs, "strides", 2, 1)
-    dh, dw = _ints(node, attrs, "dilations", 2, 1)
-    pt, pl, pb, pr = _ints(node, attrs, "pads", 4, 0)
+    strides = _ints(node, attrs, "strides", nd, 1)
+    dilations = _ints(node, attrs, "dilations", nd, 1)
+    pads = _ints(node, attrs, "pads", 2 * nd, 0)
     group = _int(node, attrs, "group", 1, 1, max(c, 1))
     if c % group or m % group or cg * group != c:
         raise fail(node, f"group {group} does not fit {c} input / {m} output channels ({w})")
     if len(ins) > 2 and ins[2] is not None and ins[2] != (m,):
         raise fail(node, f"bias shape {ins[2]} != ({m},)")
     _activation(node, attrs)
-    oh = _window_out(h, kh, sh, dh, pt, pb)
-    ow = _window_out(wd, kw, sw, dw, pl, pr)
-    if oh < 1 or ow < 1:
+    out = [
+        _window_out(x[2 + a], kernel[a], strides[a], dilations[a], pads[a], pads[nd + a])
+        for a in range(nd)
+    ]
+    if min(out) < 1:
         raise fail(node, f"the kernel does not fit the padded input {x}")
-    return (n, m, oh, ow)
+    return (n, m, *out)
 
 
 def _pool(node, ins, attrs, dilated: bool) -> list[Shape]:
+    """2-D or 3-D pooling: the floor-mode shape, or with ceil_mode one more window per axis that
+    starts inside the input (the converter resolved which; both are safe for the kernels)."""
     x = ins[0]
-    _rank(node, x, (4,))
-    n, c, h, w = x
-    kh, kw = _ints(node, attrs, "kernel_shape", 2, 1)
-    sh, sw = _ints(node, attrs, "strides", 2, 1)
-    dh, dw = _ints(node, attrs, "dilations", 2, 1) if dilated else (1, 1)
-    pt, pl, pb, pr = _ints(node, attrs, "pads", 4, 0)
-    if max(pt, pb) >= dh * (kh - 1) + 1 or max(pl, pr) >= dw * (kw - 1) + 1:
+    _rank(node, x, (4, 5))
+    nd = len(x) - 2
+    kernel = _ints(node, attrs, "kernel_shape", nd, 1)
+    strides = _ints(node, attrs, "strides", nd, 1)
+    dilations = _ints(node, attrs, "dilations", nd, 1) if dilated else [1] * nd
+    pads = _ints(node, attrs, "pads", 2 * nd, 0)
+    if any(max(pads[a], pads[nd + a]) >= dilations[a] * (kernel[a] - 1) + 1 for a in range(nd)):
         raise fail(node, "pads must be smaller than the (dilated) kernel")
     if not dilated:
         _int(node, attrs, "count_include_pad", 0, 0, 1)
-    floor_h, floor_w = _window_out(h, kh, sh, dh, pt, pb), _window_out(w, kw, sw, dw, pl, pr)
-    if floor_h < 1 or floor_w < 1:
+    floor = [
+        _window_out(x[2 + a], kernel[a], strides[a], dilations[a], pads[a], pads[nd + a])
+        for a in range(nd)
+    ]
+    if min(floor) < 1:
         raise fail(node, f"the window does not fit the padded input {x}")
-    # ceil_mode (resolved by the converter) may add one window that starts inside the input
     options = []
-    for extra_h in (0, 1):
-        for extra_w in (0, 1):
-            oh, ow = floor_h + extra_h, floor_w + extra_w
-            if (oh - 1) * sh < h + pt and (ow - 1) * sw < w + pl:
-                options.append((n, c, oh, ow))
+    for extra in itertools.product((0, 1), repeat=nd):
+        out = [f + e for f, e in zip(floor, extra, strict=True)]
+        if all((out[a] - 1) * strides[a] < x[2 + a] + pads[a] for a in range(nd)):
+            options.append((*x[:2], *out))
     return options
+
+
+def gather(node, ins, attrs) -> Shape:
+    """ONNX Gather on a non-negative axis; indices (float32, exact integers) of any shape."""
+    data, indices = ins
+    if not data:
+        raise fail(node, "Gather from a scalar")
+    axis = _int(node, attrs, "axis", 0, 0, len(data) - 1)
+    if not 1 <= data[axis] <= MAX_GATHER_ROWS:
+        raise fail(
+            node,
+            f"{data[axis]} entries along axis {axis}; indices are exact float32, so 1 to "
+            f"{MAX_GATHER_ROWS} (2**24)",
+        )
+    out = (*data[:axis], *indices, *data[axis + 1 :])
+    if len(out) > MAX_RANK:
+        raise fail(node, f"output rank {len(out)} is above {MAX_RANK}")
+    return out
 
 
 def same(node, ins, attrs) -> Shape:
@@ -278,8 +308,8 @@ def lrn(node, ins, attrs) -> Shape:
 
 
 def global_avgpool(node, ins, attrs) -> Shape:
-    _rank(node, ins[0], (4,))
-    return (*ins[0][:2], 1, 1)
+    _rank(node, ins[0], (4, 5))
+    return (*ins[0][:2], *[1] * (len(ins[0]) - 2))
 
 
 def leaky_relu(node, ins, attrs) -> Shape:

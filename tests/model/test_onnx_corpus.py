@@ -71,10 +71,15 @@ def test_known_failure(fast_results, key) -> None:
 
 
 @pytest.mark.parametrize(
-    "prefix", ["Conv1d", "MaxPool1d", "AvgPool1d", "ConstantPad2d", "ReflectionPad2d", "ZeroPad2d"]
+    "prefix",
+    [
+        *("Conv1d", "MaxPool1d", "AvgPool1d", "ConstantPad2d", "ReflectionPad2d", "ZeroPad2d"),
+        *("Embedding", "Conv3d", "MaxPool3d", "AvgPool3d"),
+    ],
 )
 def test_issue_models_match(fast_results, prefix: str) -> None:
-    """The pytorch-converted models issue 11 names: 1-D Conv and pooling, upgraded Pad."""
+    """The pytorch-converted models issue 11 names: 1-D Conv and pooling, upgraded Pad; and
+    Embedding (an int64 input as Gather indices) and 3-D Conv and pooling."""
     rows = [
         r for (s, m), r in fast_results.items() if s == "pytorch-converted" and m.startswith(prefix)
     ]
@@ -123,6 +128,16 @@ def test_classifier(tmp_path) -> None:
     result, detail = corpus.run_case(_case("Relu", np.maximum(x, 0) + 1e-3), tmp_path)
     assert result == "mismatch" and "vs stored" in detail
     assert corpus.run_case(_case("Exp", np.exp(x)), tmp_path) == ("refused", "Exp")
+
+
+def test_node_gather_indices_are_fed_as_integers_other_integer_inputs_folded() -> None:
+    """Gather's int64 indices stay a graph input fed at run time (the Embedding path); other
+    non-float inputs (Reshape's shape, ...) become constants, as an exporter writes them."""
+    by_name = {c.name: c for c in corpus.cases(("node",))}
+    model, feeds, _ = by_name["gather_1"].load()
+    assert feeds["indices"].dtype == np.int64 and "indices" in {v.name for v in model.graph.input}
+    model, feeds, _ = by_name["reshape_extended_dims"].load()
+    assert list(feeds) == ["data"] and "shape" in {t.name for t in model.graph.initializer}
 
 
 def test_write_section_replaces_only_between_markers(tmp_path) -> None:

@@ -28,7 +28,6 @@ from flight.model.executor import Model  # noqa: E402
 from flight.model.format import Limits  # noqa: E402
 from flight.model.onnx_import import (  # noqa: E402
     ConversionError,
-    UnsupportedOpError,
     convert_onnx,
 )
 
@@ -197,14 +196,15 @@ def test_pad_upgraded_from_opset_6(name: str, opset: int) -> None:
     np.testing.assert_allclose(got, y, rtol=RTOL, atol=ATOL)
 
 
-def test_embedding_on_an_integer_input_is_refused_naming_gather() -> None:
-    """Its indices are the int64 graph input: flight runs float32 inputs only."""
+def test_embedding_on_an_integer_input_converts_to_a_runtime_gather() -> None:
+    """Its indices are the int64 graph input: kept as such, read by the canonical Gather
+    (tests/model/test_onnx_embedding_3d.py checks it runs and matches)."""
     from onnx import version_converter
 
     model, _, _ = _converted("test_Embedding")
-    upgraded = version_converter.convert_version(model, 13)
-    with pytest.raises(UnsupportedOpError, match=r"op Gather .*constant indices"):
-        convert_onnx(upgraded)
+    graph = convert_onnx(version_converter.convert_version(model, 13))
+    assert [n.op for n in graph.nodes] == ["Gather"]
+    assert graph.input_dtypes == {graph.inputs[0][0]: "int64"}
 
 
 # --- Gather with constant indices --------------------------------------------------------------
