@@ -228,10 +228,29 @@ def strided_copy(typingctx, dst, doff, src, soff, sstride, n, total):
                         j = loop.index
                         val = builder.load(builder.gep(sbase, [j]), align=4)
                         builder.store(val, builder.gep(dbase, [j]), align=4)
-                    with strided, cgutils.for_range(builder, n_i) as loop:
-                        j = loop.index
-                        val = builder.load(builder.gep(sbase, [builder.mul(j, ss_i)]), align=4)
-                        builder.store(val, builder.gep(dbase, [j]), align=4)
+                    with strided:
+                        # stride 2 (strided convolutions' patch rows): two vector loads and an
+                        # even-lane shuffle per VW floats, stopping while the odd lanes stay
+                        # inside the source; the rest lane by lane
+                        is2 = builder.icmp_signed("==", ss_i, _c(2))
+                        nvec = builder.select(
+                            is2,
+                            builder.mul(builder.sdiv(builder.sub(n_i, _c(1)), _c(VW)), _c(VW)),
+                            _c(0),
+                        )
+                        even = ir.Constant(ir.VectorType(_I32, VW), [2 * i for i in range(VW)])
+                        with cgutils.for_range_slice(builder, _c(0), nvec, _c(VW)) as (j, _):
+                            s2 = builder.mul(j, _c(2))
+                            lo = _vload(builder, builder.gep(sbase, [s2]), 0)
+                            hi = _vload(builder, builder.gep(sbase, [s2]), VW)
+                            builder.store(
+                                builder.shuffle_vector(lo, hi, even),
+                                builder.bitcast(builder.gep(dbase, [j]), _VTY.as_pointer()),
+                                align=4,
+                            )
+                        with cgutils.for_range_slice(builder, nvec, n_i, _c(1)) as (j, _):
+                            val = builder.load(builder.gep(sbase, [builder.mul(j, ss_i)]), align=4)
+                            builder.store(val, builder.gep(dbase, [j]), align=4)
                 with cgutils.for_range(builder, tot_i, start=n_i) as loop:
                     builder.store(ir.Constant(_F32, 0.0), builder.gep(dbase, [loop.index]), align=4)
         return context.get_dummy_value()
