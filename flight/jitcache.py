@@ -22,6 +22,8 @@ without a traceback).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from flight import errors
 
-__all__ = ["JitCacheError", "configure", "configured_dir"]
+__all__ = ["JitCacheError", "configure", "configured_dir", "drop_stale_kernels"]
 
 _configured: Path | None = None
 _done = False
@@ -118,3 +120,45 @@ def configure(environ: dict[str, str] | None = None) -> Path | None:
 def configured_dir() -> Path | None:
     """The directory chosen by :func:`configure` (None: numba's default next to the sources)."""
     return _configured
+
+
+#: Name of the file, beside numba's cache files of the kernels, that holds their sources' digest.
+STAMP = "flight-kernels.stamp"
+
+
+def kernel_sources_digest(package_dir: Path) -> str:
+    """SHA-256 over every kernel module's source, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def drop_stale_kernels(package_dir: Path, cache_dir: Path) -> bool:
+    """Delete numba's cached kernels when any kernel source changed since they were cached.
+
+    numba checks a cached function against its *own* file only. The kernels inline intrinsics
+    and constants from other files (the micro-kernel, the kernel path's tile), so after an edit
+    to ``_ukernel.py`` or ``isa.py`` numba would load code built for the old tile from
+    ``conv.py``'s cache: wrong results, even heap corruption. A digest of all kernel sources,
+    kept beside the cache, catches that; an installed release (whose files do not change)
+    never pays more than the hash. Returns True when something was dropped.
+    """
+    stamp = cache_dir / STAMP
+    digest = kernel_sources_digest(package_dir)
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    dropped = False
+    for entry in list(cache_dir.glob("*.nbi")) + list(cache_dir.glob("*.nbc")):
+        try:
+            entry.unlink()
+            dropped = True
+        except FileNotFoundError:  # another process dropped it first
+            pass
+    # a read-only cache: numba cannot write there either; nothing to protect
+    with contextlib.suppress(OSError):
+        stamp.write_text(digest)
+    return dropped

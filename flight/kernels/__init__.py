@@ -15,6 +15,8 @@ from __future__ import annotations
 
 # First: the kernel path must be chosen before any numba decorator builds the code generator.
 from .isa import PATH as KERNEL_PATH  # isort: skip
+
+from . import _act
 from ._act import ACT_CLIP, ACT_LEAKY, ACT_NONE, ACT_RELU
 from .conv import (
     conv2d,
@@ -41,6 +43,23 @@ from .gemm import gemm, gemm_nn, gemm_workspace_size, matmul, matmul_shape, matm
 from .norm import batchnorm, fold_batchnorm, lrn, softmax
 from .pool import avgpool2d, global_avgpool, maxpool2d, pool_output_size
 from .shape import concat, gather, pad, transpose
+
+
+def _drop_stale_cache() -> None:
+    """Before any kernel runs (numba loads cached code on first call): see
+    :func:`flight.jitcache.drop_stale_kernels`."""
+    import os
+    from pathlib import Path
+
+    from flight.jitcache import drop_stale_kernels
+
+    cache = getattr(_act.bias_act_rows, "_cache", None)
+    path = getattr(cache, "_cache_path", None)
+    if path is not None and os.path.isdir(path):
+        drop_stale_kernels(Path(__file__).resolve().parent, Path(path))
+
+
+_drop_stale_cache()
 
 __all__ = [
     "ACT_CLIP",

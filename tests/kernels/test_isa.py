@@ -95,7 +95,8 @@ from flight.kernels import isa
 from flight.model.executor import Model
 from flight.model.onnx_import import convert_onnx
 out = {{"path": isa.current()["name"]}}
-for name, onnx_model in (("resnet18", resnet18(13, size=48)), ("mobilenet", mobilenet_v2_like(13, size=40))):
+nets = (("resnet18", resnet18(13, size=48)), ("mobilenet", mobilenet_v2_like(13, size=40)))
+for name, onnx_model in nets:
     graph = convert_onnx(onnx_model)
     model = Model(graph, copies=1)
     shape = model.shapes[model.input_names[0]]
