@@ -176,3 +176,65 @@ def max_window(typingctx, dst, doff, src, soff, step, n, nrows, rstride, ncols, 
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+#: Lanes of :func:`dot`'s accumulator: fixed (not the path's width), so a dot product has the
+#: same summation order, hence the same bits, on every FMA path.
+DOT_LANES = 16
+
+
+@intrinsic
+def dot(typingctx, a, aoff, b, boff, k):
+    """sum_p a[aoff + p] * b[boff + p] for p < k, in a fixed order on every vector ISA.
+
+    Lane ``l`` of a 16-lane accumulator takes ``p = l, l+16, ...`` by fused multiply-adds in
+    order; the tail (``k % 16`` terms) is one scalar chain; the result is the pairwise tree of
+    the lanes (8+8, 4+4, 2+2, 1+1) plus the tail. LLVM splits the 16-lane vectors into the
+    host's registers without reordering anything.
+    """
+    ok = all(isinstance(x, types.Array) and x.dtype == types.float32 for x in (a, b))
+    if not ok:
+        return None
+    sig = types.float32(a, aoff, b, boff, k)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        aoff_i, boff_i, k_i = (
+            context.cast(builder, args[i], aty[i], types.int64) for i in (1, 3, 4)
+        )
+        abase = builder.gep(context.make_array(aty[0])(context, builder, args[0]).data, [aoff_i])
+        bbase = builder.gep(context.make_array(aty[2])(context, builder, args[2]).data, [boff_i])
+        vty = ir.VectorType(_F32, DOT_LANES)
+        fma_v = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fmuladd.v{DOT_LANES}f32"
+        )
+        fma_s = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_F32, [_F32] * 3), "llvm.fmuladd.f32"
+        )
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * DOT_LANES))
+        nvec = builder.mul(builder.sdiv(k_i, _c(DOT_LANES)), _c(DOT_LANES))
+        with cgutils.for_range_slice(builder, _c(0), nvec, _c(DOT_LANES)) as (p, _):
+            x = builder.load(_vptr(builder, abase, p, DOT_LANES), align=4)
+            y = builder.load(_vptr(builder, bbase, p, DOT_LANES), align=4)
+            builder.store(builder.call(fma_v, [x, y, builder.load(acc)]), acc)
+        tail = cgutils.alloca_once_value(builder, ir.Constant(_F32, 0.0))
+        with cgutils.for_range_slice(builder, nvec, k_i, _c(1)) as (p, _):
+            x = builder.load(builder.gep(abase, [p]), align=4)
+            y = builder.load(builder.gep(bbase, [p]), align=4)
+            builder.store(builder.call(fma_s, [x, y, builder.load(tail)]), tail)
+        v = builder.load(acc)
+        width = DOT_LANES
+        while width > 1:
+            half = width // 2
+            lo = builder.shuffle_vector(
+                v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half)))
+            )
+            hi = builder.shuffle_vector(
+                v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, width)))
+            )
+            v = builder.fadd(lo, hi)
+            width = half
+        total = builder.extract_element(v, ir.Constant(_I32, 0))
+        return builder.fadd(total, builder.load(tail))
+
+    return sig, codegen

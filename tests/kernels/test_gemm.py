@@ -51,6 +51,59 @@ def test_gemm_attrs(ta, tb, cshape):
     np.testing.assert_allclose(out, ref.gemm(a, b, c, 0.5, 2.0, ta, tb), rtol=RTOL, atol=ATOL)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(1, 2),
+    n=st.integers(1, 40),
+    k=st.sampled_from([0, 1, 15, 16, 17, 31, 33, 100, 512]),
+    ta=st.booleans(),
+    seed=st.integers(0, 9),
+)
+def test_fully_connected_rows_by_dot_products(m, n, k, ta, seed):
+    # batch-1 fully connected layers (transB, at most ROWS_BY_DOT rows) take the dot-product path
+    rng = np.random.default_rng(seed)
+    a = _r(rng, *((k, m) if ta else (m, k)))
+    w = _r(rng, n, k)
+    c = _r(rng, n)
+    out = np.full((m, n), np.nan, np.float32)
+    gemm(a, w, c, out, 1.0, 1.0, ta, True)
+    want = ref.gemm(a, w, c, 1.0, 1.0, ta, True)
+    np.testing.assert_allclose(out, want, rtol=RTOL, atol=ATOL * max(1, k) ** 0.5)
+
+
+def test_dot_products_follow_their_stated_order():
+    # 16 lanes (p = l, l + 16, ...), a pairwise tree, plus the scalar tail: the order is part
+    # of the result (the same on every FMA path), so pin it against a float64 model of it
+    from flight.kernels._vrow import dot
+
+    rng = np.random.default_rng(3)
+    k = 16 * 5 + 7
+    a = (rng.standard_normal(k) * 1e3).astype(np.float32)
+    b = (rng.standard_normal(k) * 1e-3).astype(np.float32)
+
+    def fma(x, y, z):  # exact product (24+24 bits fit a double), one rounding to float32
+        return np.float32(np.float64(x) * np.float64(y) + np.float64(z))
+
+    lanes = [np.float32(0.0)] * 16
+    for p in range(16 * 5):
+        lanes[p % 16] = fma(a[p], b[p], lanes[p % 16])
+    tail = np.float32(0.0)
+    for p in range(16 * 5, k):
+        tail = fma(a[p], b[p], tail)
+    while len(lanes) > 1:
+        half = len(lanes) // 2
+        lanes = [np.float32(lanes[i] + lanes[i + half]) for i in range(half)]
+    want = np.float32(lanes[0] + tail)
+
+    from numba import njit
+
+    @njit
+    def call(x, y):
+        return dot(x, 0, y, 0, x.shape[0])
+
+    assert np.float32(call(a, b)).tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize(
     ("sa", "sb"),
     [
