@@ -589,7 +589,9 @@ class _FileBuffer:
     (what keeps a large model's load near one file size of memory)."""
 
     def __init__(self, size: int) -> None:
-        self.map = mmap.mmap(-1, size)
+        # private: MADV_DONTNEED frees private anonymous pages (a shared mapping would only
+        # unmap them from this process, and the memory would stay in use)
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.base = np.frombuffer(self.map, dtype=np.uint8).ctypes.data
 
     def release(self, array: np.ndarray) -> None:
