@@ -22,6 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -202,7 +203,7 @@ class Model:
 
         ws = 0
         for node, inputs, attrs in zip(graph.nodes, self.node_inputs, self.node_attrs, strict=True):
-            shapes_in = [self._shape_of(name) for name in inputs if name]
+            shapes_in = [self._weight_or_value_shape(name) for name in inputs if name]
             shapes_out = [self.shapes[name] for name in node.outputs]
             ws = max(ws, ops.workspace_size(node.op, shapes_in, shapes_out, attrs))
         self.workspace_elements = ws
@@ -246,7 +247,12 @@ class Model:
             if tuple(shape) != shapes[name]:
                 raise ModelError(f"graph output {name!r}: shape {tuple(shape)} != {shapes[name]}")
 
-    def _shape_of(self, name: str) -> tuple[int, ...]:
+    def _shape_of(self, name: str, executable: Mapping[str, np.ndarray]) -> tuple[int, ...]:
+        if name in executable:
+            return tuple(executable[name].shape)
+        return tuple(self.shapes[name])
+
+    def _weight_or_value_shape(self, name: str) -> tuple[int, ...]:
         if name in self.layout.offsets:
             return tuple(self.layout.offsets[name][1])
         return tuple(self.shapes[name])
@@ -359,17 +365,17 @@ class _GoldenImage:
             for name, (offset, shape) in model.layout.offsets.items()
         )
         self._starts = [offset for offset, _, _ in self._entries]
+        self._ends = {name: end for _, end, name in self._entries}
         self._cache: dict[str, np.ndarray] = {}
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Golden bytes [start, stop) of one weight copy, as uint8."""
         out = np.zeros(stop - start, dtype=np.uint8)
         first, last = start // 4, -(-stop // 4)
-        ends = {name: end for _, end, name in self._entries}
-        for name in [n for n in self._cache if ends[n] <= first]:
+        for name in [n for n in self._cache if self._ends[n] <= first]:
             del self._cache[name]
         index = max(bisect_right(self._starts, first) - 1, 0)
-        for offset, end, name in self._entries[index:]:
+        for offset, end, name in islice(self._entries, index, None):
             if offset >= last:
                 break
             if end <= first:
