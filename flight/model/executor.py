@@ -22,7 +22,6 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,6 @@ from flight.model.plan import MemoryPlan, lifetimes, plan
 __all__ = ["Model", "ModelError", "Replica"]
 
 _ALIGN_ELEMS = 16  # 64 bytes
-_STORE_ELEMS = 1 << 20  # 4 MiB: the slice a weight is stored (and its source released) by
 
 
 class ModelError(errors.FlightError, ValueError):
@@ -56,6 +54,10 @@ def _kernels() -> Any:
 
 def _nelems(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
+
+
+#: 4 MiB: the slice a weight is stored by (and its source released by, when the model owns it)
+_STORE_ELEMS = 1 << 20
 
 
 def _executable(tensor: np.ndarray) -> np.ndarray:
@@ -375,7 +377,7 @@ class _GoldenImage:
         for name in [n for n in self._cache if self._ends[n] <= first]:
             del self._cache[name]
         index = max(bisect_right(self._starts, first) - 1, 0)
-        for offset, end, name in islice(self._entries, index, None):
+        for offset, end, name in self._entries[index:]:
             if offset >= last:
                 break
             if end <= first:
