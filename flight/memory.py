@@ -69,6 +69,45 @@ class ProtectedRegion:
         block_size: int = 4096,
         allocate: Callable[[int], np.ndarray] | None = None,
     ) -> None:
+        source = np.ascontiguousarray(array)
+        self._setup(name, source.dtype, source.shape, copies, block_size, allocate)
+        self.write(source)
+
+    @classmethod
+    def zeros(
+        cls,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: Any = np.float32,
+        copies: int = 3,
+        block_size: int = 4096,
+        allocate: Callable[[int], np.ndarray] | None = None,
+    ) -> ProtectedRegion:
+        """A region of zeros, to be filled piece by piece with :meth:`write`: how a large array
+        (a model's weights) gets into protected memory without first being assembled whole
+        somewhere else."""
+        region = cls.__new__(cls)
+        region._setup(name, np.dtype(dtype), tuple(shape), copies, block_size, allocate)
+        if allocate is not None:
+            for copy in region._data:
+                copy.fill(0)
+        if region._nblocks:
+            tail = region._nbytes - (region._nblocks - 1) * block_size
+            full, last = crc32c(bytes(block_size)), crc32c(bytes(tail))
+            for table in region._tables:
+                table[:] = full
+                table[-1] = last
+        return region
+
+    def _setup(
+        self,
+        name: str,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        copies: int,
+        block_size: int,
+        allocate: Callable[[int], np.ndarray] | None,
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise errors.ConfigError("a protected region needs a non-empty name")
         if not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
@@ -80,26 +119,25 @@ class ProtectedRegion:
                 f"region {name!r}: block_size must be a multiple of 8 and >= {MIN_BLOCK_SIZE}, "
                 f"got {block_size}"
             )
-        source = np.ascontiguousarray(array)
-        if source.dtype.hasobject:
+        if dtype.hasobject:
             raise errors.ConfigError(f"region {name!r}: object arrays cannot be protected")
         self._name = name
-        self._dtype = source.dtype
-        self._shape = source.shape
-        self._nbytes = source.nbytes
+        self._dtype = dtype
+        self._shape = shape
+        self._nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         self._block_size = block_size
         self._nblocks = -(-self._nbytes // block_size)
         # Separate allocations: an upset (or a stray write) in one copy leaves the others intact.
         # ``allocate(nbytes) -> uint8 array`` places them elsewhere, e.g. in memory shared with
-        # forked partitions (flight.shm.shared_bytes).
-        make = allocate or (lambda n: np.empty(n, dtype=np.uint8))
+        # forked partitions (flight.shm.shared_bytes). The default allocation is zeroed lazily
+        # by the system: a page costs memory when it is first written.
+        make = allocate or (lambda n: np.zeros(n, dtype=np.uint8))
         self._data = [make(self._nbytes) for _ in range(copies)]
         for copy in self._data:
             if copy.dtype != np.uint8 or copy.shape != (self._nbytes,):
                 raise errors.ConfigError(f"region {name!r}: allocate() returned a wrong buffer")
         self._tables = [np.zeros(self._nblocks, dtype=np.uint32) for _ in range(CRC_TABLE_COPIES)]
         self._suspect: set[int] = set()
-        self.write(source)
 
     # --- description ----------------------------------------------------------------------
     @property

@@ -19,6 +19,7 @@ Named activations can be read and written between nodes through ``after`` hooks
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -64,6 +65,23 @@ def _nelems(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
+#: 4 MiB: the slice a weight is stored by (and its source released by, when the model owns it)
+_STORE_ELEMS = 1 << 20
+
+
+def _executable(tensor: np.ndarray) -> np.ndarray:
+    """A graph tensor as the kernels read it: C-ordered float32 (no copy if it already is)."""
+    return np.ascontiguousarray(tensor, dtype=np.float32)
+
+
+def _kept_tensors(
+    graph: Graph, recipes: Mapping[str, tuple[str, int | None]]
+) -> Callable[[str], np.ndarray]:
+    """The default golden source: the graph's weight arrays themselves, referenced here so that
+    replacing an entry of ``graph.tensors`` later does not change what a reload writes."""
+    return {source: graph.tensors[source] for source, _ in recipes.values()}.__getitem__
+
+
 @dataclass
 class _Step:
     node: Node
@@ -98,11 +116,23 @@ class Model:
         pinned: tuple[str, ...] = (),
         allocate: Callable[[int], np.ndarray] | None = None,
         region_name: str | None = None,
+        golden: Callable[[str], np.ndarray] | None = None,
+        release: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         """``allocate(nbytes) -> uint8 array`` places the weight copies and the replicas'
         arenas (e.g. in memory shared with forked partitions); default: private memory.
         ``region_name`` names the weights' protected region (default ``weights:<graph>``;
-        two partitions running the same model need different names)."""
+        two partitions running the same model need different names).
+
+        ``golden(name)`` returns graph tensor ``name`` as stored, for :meth:`reload_blocks`
+        (e.g. read back from the model file); default: the graph's tensor arrays, referenced.
+        ``release`` hands the graph's tensors to the model (:func:`flight.model.io.load` does,
+        for a graph it built from a file): once a float32 tensor is in protected memory, its
+        entry in ``graph.tensors`` becomes a read-only view of weight copy 0 and
+        ``release(part)`` is called on each stored part of the old array (which gives the
+        memory back), so loading needs about one file size less. It needs ``golden``."""
+        if release is not None and golden is None:
+            raise ModelError("a model that releases the graph's tensors needs a golden source")
         kernels = _kernels()
         self._allocate = allocate
         self.graph = graph
@@ -113,51 +143,64 @@ class Model:
         for name, shape in [*graph.inputs, *graph.outputs]:
             self.shapes[name] = tuple(shape)
 
-        # Executable weights: pack Conv weights once; the packed form is what flies.
+        # Executable weights: pack Conv weights once; the packed form is what flies. Each
+        # executable tensor is made from one graph tensor (``recipes``: name -> (tensor, group
+        # when packed)), and goes straight into its place in protected memory.
         self.node_attrs: list[dict[str, Any]] = []
-        executable: dict[str, np.ndarray] = {}
         self.node_inputs: list[list[str]] = []
+        recipes: dict[str, tuple[str, int | None]] = {}
         for node in graph.nodes:
             attrs = dict(node.attrs)
             inputs = list(node.inputs)
             if node.op == "Conv" and self._packable(node, graph):
                 group = int(attrs.get("group", 1))
                 packed_name = f"{inputs[1]}@packed{group}"
-                if packed_name not in executable:
-                    weight = np.ascontiguousarray(graph.tensors[inputs[1]], dtype=np.float32)
-                    executable[packed_name] = kernels.pack_conv_weights(
-                        weight, int(attrs.get("group", 1))
-                    )
+                recipes.setdefault(packed_name, (inputs[1], group))
                 inputs[1] = packed_name
                 attrs["packed"] = True
             for name in inputs:
-                if name and name in graph.tensors and name not in executable:
-                    executable[name] = np.ascontiguousarray(graph.tensors[name], dtype=np.float32)
+                if name and name in graph.tensors and name not in recipes:
+                    recipes[name] = (name, None)
             self.node_attrs.append(attrs)
             self.node_inputs.append(inputs)
+        self._recipes = recipes
+        self._golden = golden or _kept_tensors(graph, recipes)
 
+        packed = {
+            name: kernels.pack_conv_weights(_executable(graph.tensors[source]), group)
+            for name, (source, group) in recipes.items()
+            if group is not None
+        }
         self.layout = WeightLayout()
-        for name, array in executable.items():
-            self.layout.add(name, array.shape)
-        image = np.zeros(max(self.layout.elements, 1), dtype=np.float32)
-        for name, array in executable.items():
-            offset, shape = self.layout.offsets[name]
-            image[offset : offset + array.size] = array.reshape(-1)
-        # The golden image, kept privately: what a replica's copy is reloaded from. (The file
-        # itself is the ultimate golden image; recomputing from it costs a re-pack.)
-        self._golden = image
+        for name, (source, _) in recipes.items():
+            shape = packed[name].shape if name in packed else graph.tensors[source].shape
+            self.layout.add(name, shape)
         #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
-        self.weights = ProtectedRegion(
+        self.weights = ProtectedRegion.zeros(
             region_name or f"weights:{graph.name}",
-            image,
+            (max(self.layout.elements, 1),),
+            np.float32,
             copies=copies,
             block_size=block_size,
             allocate=allocate,
         )
+        for name, (source, group) in recipes.items():
+            offset, shape = self.layout.offsets[name]
+            if group is not None:
+                self._store(offset, packed.pop(name), None)
+                continue
+            tensor = graph.tensors[source]
+            owned = release is not None and tensor.dtype == np.float32
+            self._store(offset, _executable(tensor), release if owned else None)
+            if owned:  # the same values, now in protected memory: the file's copy can go
+                stored = self.weights.copy(0)[offset : offset + tensor.size]
+                graph.tensors[source] = stored.reshape(shape)
+            del tensor
 
         # Static memory plan over every activation (graph inputs included).
         sizes = {name: 4 * _nelems(self.shapes[name]) for name in self.shapes}
-        sizes = {k: v for k, v in sizes.items() if k not in executable and k not in graph.tensors}
+        weights = self.layout.offsets.keys() | graph.tensors.keys()
+        sizes = {k: v for k, v in sizes.items() if k not in weights}
         self.pinned = tuple(dict.fromkeys([*self.output_names, *pinned]))
         for name in self.pinned:
             if name not in sizes:
@@ -171,7 +214,7 @@ class Model:
 
         ws = 0
         for node, inputs, attrs in zip(graph.nodes, self.node_inputs, self.node_attrs, strict=True):
-            shapes_in = [self._shape_of(name, executable) for name in inputs if name]
+            shapes_in = [self._weight_or_value_shape(name) for name in inputs if name]
             shapes_out = [self.shapes[name] for name in node.outputs]
             ws = max(ws, ops.workspace_size(node.op, shapes_in, shapes_out, attrs))
         self.workspace_elements = ws
@@ -266,6 +309,26 @@ class Model:
             return tuple(executable[name].shape)
         return tuple(self.shapes[name])
 
+    def _weight_or_value_shape(self, name: str) -> tuple[int, ...]:
+        if name in self.layout.offsets:
+            return tuple(self.layout.offsets[name][1])
+        return tuple(self.shapes[name])
+
+    def _store(
+        self,
+        offset: int,
+        array: np.ndarray,
+        release: Callable[[np.ndarray], None] | None,
+    ) -> None:
+        """Write one executable tensor into every weight copy at element ``offset``, a slice at
+        a time, handing each slice's source memory back (``release``) once it is stored."""
+        flat = array.reshape(-1)
+        for start in range(0, flat.size, _STORE_ELEMS):
+            piece = flat[start : start + _STORE_ELEMS]
+            self.weights.write(piece, offset=4 * (offset + start))
+            if release is not None:
+                release(piece)
+
     def _voted_table(self) -> np.ndarray:
         """The block CRCs the three table copies agree on (0 where no two agree)."""
         t0, t1, t2 = (self.weights.crc_table(i) for i in range(3))
@@ -276,28 +339,36 @@ class Model:
     ) -> tuple[int, int]:
         """Rewrite weight blocks from the golden image; returns (reloaded, refused).
 
-        The golden image is private memory the replicas never touch, but radiation can reach it
-        too: a block is only rewritten if its golden bytes match the CRC the table copies agree
-        on. ``copies=None`` rewrites every copy (and refreshes the CRCs: what clears an
-        unrepairable block); a list rewrites just those copies (a replica that keeps losing
-        votes although its CRCs check out).
+        The golden image is rebuilt block by block from the golden tensors (``golden``: by
+        default the graph's arrays, for a model loaded from a path the file, read back tensor
+        by tensor and CRC-checked), Conv weights re-packed. Radiation can reach those too, and
+        a file can be gone or replaced: a block is only rewritten if its golden bytes match the
+        CRC the table copies agree on, and is refused when they cannot be read.
+        ``copies=None`` rewrites every copy (and refreshes the CRCs: what clears an unrepairable
+        block); a list rewrites just those copies (a replica that keeps losing votes although
+        its CRCs check out).
         """
         region = self.weights
-        golden = self._golden.view(np.uint8)
         wanted = range(region.nblocks) if blocks is None else sorted(set(blocks))
         expected = self._voted_table()
         targets = None if copies is None else sorted(set(copies))
+        image = _GoldenImage(self)
         reloaded = refused = 0
         for block in wanted:
             start, stop = region.block_bytes(block)
-            if crc32c(golden[start:stop]) != int(expected[block]):
+            try:
+                golden = image.read(start, stop)
+            except (OSError, errors.FlightError):  # the source is gone or changed: no proof
+                refused += 1
+                continue
+            if crc32c(golden) != int(expected[block]):
                 refused += 1
                 continue
             if targets is None:
-                region.write(golden[start:stop], offset=start)
+                region.write(golden, offset=start)
             else:
                 for index in targets:
-                    region.raw(index)[start:stop] = golden[start:stop]
+                    region.raw(index)[start:stop] = golden
             reloaded += 1
         return reloaded, refused
 
@@ -339,6 +410,50 @@ class Model:
             "arena_bytes_without_reuse": self.plan.naive_bytes,
             "workspace_bytes_per_replica": 4 * self.workspace_elements,
         }
+
+
+class _GoldenImage:
+    """The weight image's golden bytes, made on demand from the golden tensors: a block's bytes
+    come from the executable tensors it overlaps (re-packed if packed; zeros between them), and
+    only the tensors the current block touches are kept (blocks are read in order)."""
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+        self._entries = sorted(
+            (offset, offset + _nelems(shape), name)
+            for name, (offset, shape) in model.layout.offsets.items()
+        )
+        self._starts = [offset for offset, _, _ in self._entries]
+        self._ends = {name: end for _, end, name in self._entries}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Golden bytes [start, stop) of one weight copy, as uint8."""
+        out = np.zeros(stop - start, dtype=np.uint8)
+        first, last = start // 4, -(-stop // 4)
+        for name in [n for n in self._cache if self._ends[n] <= first]:
+            del self._cache[name]
+        index = max(bisect_right(self._starts, first) - 1, 0)
+        for offset, end, name in self._entries[index:]:
+            if offset >= last:
+                break
+            if end <= first:
+                continue
+            data = self._tensor(name, end - offset)
+            lo, hi = max(start, 4 * offset), min(stop, 4 * end)
+            out[lo - start : hi - start] = data[lo - 4 * offset : hi - 4 * offset]
+        return out
+
+    def _tensor(self, name: str, elements: int) -> np.ndarray:
+        if name not in self._cache:
+            source, group = self._model._recipes[name]
+            tensor = _executable(self._model._golden(source))
+            if group is not None:
+                tensor = _kernels().pack_conv_weights(tensor, group)
+            if tensor.size != elements:
+                raise ModelError(f"golden tensor {source!r} has {tensor.size} elements")
+            self._cache[name] = tensor.reshape(-1).view(np.uint8)
+        return self._cache[name]
 
 
 class Replica:

@@ -83,20 +83,26 @@ non-empty node input, graph output and ``value_info`` key names a defined value.
 Loaded model
 ============
 
-:func:`load` returns a :class:`ModelFile`. Tensors (and tensor-valued attributes) are
-**read-only** numpy arrays, each backed by its own ``bytes`` object (one copy out of the file
-buffer, made by msgpack), so holding one tensor does not pin the file; copy with
-``np.array(t)`` for a writable array. Peak memory while loading is about twice the file size.
+:func:`load` returns a :class:`ModelFile`. Tensors (and tensor-valued attributes of 16 bytes or
+more) are **read-only** numpy views of one private buffer holding the file: the file is read
+once, into that buffer, and nothing is copied out of it (msgpack only ever sees a *skeleton* of
+the body in which every bin of 16 bytes or more is replaced by a reference to its bytes), so
+peak memory while loading is about the file size. Holding a tensor pins the buffer; copy with
+``np.array(t)`` for a writable array or one that owns its memory. :func:`load_file` also says
+where each tensor's data lies in the file (:func:`read_tensor` reads one back, CRC-checked:
+how a golden reload gets it without keeping the file in memory) and lets an owner that has
+copied a tensor elsewhere give its pages back (docs/models.md, "Large models and memory").
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import operator
 import os
 import struct
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from heapq import heapify, heappop, heappush
 from typing import Any, BinaryIO, NoReturn
@@ -117,6 +123,7 @@ __all__ = [
     "AttrValue",
     "GraphDef",
     "Limits",
+    "LoadedFile",
     "ModelChecksumError",
     "ModelCycleError",
     "ModelDanglingError",
@@ -131,12 +138,15 @@ __all__ = [
     "ModelUnknownOpError",
     "ModelVersionError",
     "NodeDef",
+    "TensorLocation",
     "ValueInfo",
     "check_tensors",
     "dumps",
     "info",
     "load",
+    "load_file",
     "raise_hint",
+    "read_tensor",
     "save",
     "topological_order",
     "validate_graph",
@@ -337,6 +347,18 @@ class GraphDef:
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
+@dataclass(frozen=True)
+class TensorLocation:
+    """Where a loaded tensor's data lies in its file, and what it must be: enough to read that
+    one tensor back later (:func:`read_tensor`) and prove it unchanged by its own CRC-32C."""
+
+    offset: int  #: byte offset of the data in the file
+    nbytes: int
+    dtype: str
+    shape: tuple[int, ...]
+    crc32c: int
+
+
 @dataclass
 class ModelFile:
     """A whole model file: graph, weights (in file order), metadata and producer."""
@@ -345,6 +367,25 @@ class ModelFile:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     producer: str = ""
+
+
+def _keep(array: np.ndarray) -> None:
+    """``LoadedFile.release`` when the tensors' memory is not the loader's to give back."""
+
+
+@dataclass
+class LoadedFile:
+    """What :func:`load_file` returns: the model, and what an owner of its tensors may use.
+
+    ``locations`` maps a tensor's name to where its data lies in the file (every tensor of 16
+    bytes or more). ``release(array)`` frees the memory pages lying wholly inside ``array``'s
+    bytes when the file was read from a path into the loader's own buffer, and does nothing
+    otherwise. Only an owner that drops every reference to that array (and to any view of it)
+    may call it: the pages read as zeros afterwards."""
+
+    model: ModelFile
+    locations: dict[str, TensorLocation] = field(default_factory=dict)
+    release: Callable[[np.ndarray], None] = _keep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,29 +538,114 @@ def load(
     CRC, and the graph (unique names, nothing dangling, ``allowed_ops``, acyclic). Raises a
     specific :class:`ModelFormatError` subclass on the first problem found; I/O errors reading
     a path or file stay ``OSError``."""
-    data = _read_source(source, limits)
+    return load_file(source, allowed_ops=allowed_ops, limits=limits).model
+
+
+def load_file(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO,
+    *,
+    allowed_ops: Collection[str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> LoadedFile:
+    """:func:`load`, also returning where each tensor lies in the file and how to give back a
+    tensor's memory once it has been copied elsewhere (:class:`LoadedFile`)."""
+    data, buffer = _read_source(source, limits)
     body = _open_envelope(data, limits)
     doc = _unpack_body(body, limits)
-    model = _decode_body(doc, limits)
+    model, locations = _decode_body(doc, limits)
     validate_graph(model.graph, model.tensors, allowed_ops=allowed_ops)
-    return model
+    return LoadedFile(model, locations, buffer.release if buffer is not None else _keep)
 
 
-def _read_source(source: Any, limits: Limits) -> memoryview:
+def read_tensor(
+    source: str | os.PathLike[str], location: TensorLocation, limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """Read one tensor back from a model file at ``location`` (from ``ModelFile.locations``)
+    and prove it by its own CRC-32C: a golden reload's source, read when needed instead of kept
+    in memory. Raises :class:`ModelChecksumError` if the bytes there are not the tensor any
+    more (the file was changed or replaced), :class:`ModelTruncatedError` if the file is
+    shorter, ``OSError`` if it cannot be read."""
+    dtype = DTYPES[location.dtype]
+    if location.nbytes > limits.max_tensor_bytes:
+        raise ModelLimitError(
+            f"tensor of {location.nbytes} bytes exceeds max_tensor_bytes={limits.max_tensor_bytes}",
+            "max_tensor_bytes",
+        )
+    with open(os.fspath(source), "rb", buffering=0) as handle:
+        handle.seek(location.offset)
+        data = handle.read(location.nbytes)
+    if len(data) != location.nbytes:
+        raise ModelTruncatedError(
+            f"file ends inside the tensor at byte {location.offset} ({location.nbytes} bytes)"
+        )
+    if crc32c(data) != location.crc32c:
+        raise ModelChecksumError(f"tensor at byte {location.offset}: CRC-32C does not match")
+    return np.frombuffer(data, dtype=dtype).reshape(location.shape)
+
+
+class _FileBuffer:
+    """The loader's private copy of a file read from a path, in an anonymous mapping, so that an
+    owner that has copied a tensor elsewhere can hand that tensor's pages back one by one
+    (what keeps a large model's load near one file size of memory)."""
+
+    def __init__(self, size: int) -> None:
+        # private: MADV_DONTNEED frees private anonymous pages (a shared mapping would only
+        # unmap them from this process, and the memory would stay in use)
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.base = np.frombuffer(self.map, dtype=np.uint8).ctypes.data
+
+    def release(self, array: np.ndarray) -> None:
+        """Free the pages lying wholly inside ``array``'s bytes if they are this buffer's."""
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous or not array.nbytes:
+            return
+        start = array.ctypes.data - self.base
+        stop = start + array.nbytes
+        if start < 0 or stop > len(self.map) or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = stop // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            self.map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def _read_source(source: Any, limits: Limits) -> tuple[memoryview, _FileBuffer | None]:
+    """The file's bytes as a read-only view, without a copy when they can be trusted not to
+    change: a path is read once into the loader's own buffer (returned too), ``bytes`` are
+    used in place, a mutable buffer (bytearray, writable memoryview, mmap) is copied once."""
+    buffer = None
     if isinstance(source, bytes | bytearray | memoryview):
         view = memoryview(source)
-        data = view.cast("B") if view.contiguous else memoryview(view.tobytes())
+        if not view.contiguous or not isinstance(view.obj, bytes):
+            view = memoryview(view.tobytes())
+        data = view.cast("B")
     elif hasattr(source, "read"):
         data = memoryview(_checked_bytes(source.read(limits.max_file_bytes + 1)))
     else:
-        with open(os.fspath(source), "rb") as handle:
+        with open(os.fspath(source), "rb", buffering=0) as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > limits.max_file_bytes:
                 _too_big(size, limits)
-            data = memoryview(handle.read(limits.max_file_bytes + 1))
+            data, buffer = _read_into_buffer(handle, size, limits)
     if len(data) > limits.max_file_bytes:
         _too_big(len(data), limits)
-    return data
+    return data, buffer
+
+
+def _read_into_buffer(
+    handle: Any, size: int, limits: Limits
+) -> tuple[memoryview, _FileBuffer | None]:
+    buffer = _FileBuffer(size) if size else None
+    target = memoryview(buffer.map) if buffer is not None else memoryview(b"")
+    got = 0
+    while got < size:
+        count = handle.readinto(target[got:])
+        if not count:  # the file shrank since fstat: what was read is checked as it is
+            break
+        got += count
+    rest = handle.read(limits.max_file_bytes + 1 - got)
+    if rest:  # the file grew since fstat: rare, read the rest the plain way
+        return memoryview(target[:got].tobytes() + rest), None
+    return target[:got].toreadonly(), buffer
 
 
 def _checked_bytes(data: Any) -> bytes:
@@ -635,11 +761,13 @@ def check_tensors(tensors: dict[str, np.ndarray], limits: Limits = DEFAULT_LIMIT
         )
 
 
-def _scan(buf: memoryview, limits: Limits) -> None:
+def _scan(buf: memoryview, limits: Limits) -> list[tuple[int, int, int]]:
     """Walk the body's msgpack structure without building anything, iteratively: truncation,
     nesting depth, string/bin/container lengths and object count are checked against ``limits``
     before msgpack allocates (msgpack would preallocate a declared array length, and its pure
-    Python fallback recurses)."""
+    Python fallback recurses). Returns the bins of at least ``_BY_REFERENCE`` bytes as
+    (start of the object, start of its bytes, length), in body order."""
+    bins: list[tuple[int, int, int]] = []
     end, pos, todo, objects = len(buf), 0, 1, 0
     stack: list[int] = []
     caps = {
@@ -659,6 +787,7 @@ def _scan(buf: memoryview, limits: Limits) -> None:
             raise ModelLimitError(
                 f"body holds more than max_objects={limits.max_objects}", "max_objects"
             )
+        start = pos
         code = buf[pos]
         pos += 1
         todo -= 1
@@ -687,6 +816,8 @@ def _scan(buf: memoryview, limits: Limits) -> None:
                 f"{caps[kind]}",
                 _CAP_NAMES[kind],
             )
+        if kind == "bin" and length >= _BY_REFERENCE:
+            bins.append((start, pos, length))
         if kind in ("bin", "str"):
             pos += length
         elif length:
@@ -700,24 +831,60 @@ def _scan(buf: memoryview, limits: Limits) -> None:
         raise ModelTruncatedError(f"body ends at byte {end}, a msgpack object needs {pos}")
     if pos < end:
         raise ModelSchemaError(f"{end - pos} stray bytes after the body document")
+    return bins
+
+
+#: Bins of at least this many bytes reach the decoder by reference (:class:`_Bin`), not copied.
+_BY_REFERENCE = 16
+#: The msgpack ext type that stands for a bin by reference in the skeleton (a real body has no
+#: ext objects: :func:`_scan` refuses them, so an ext in the skeleton is always one of ours).
+_REFERENCE_EXT = 1
+_REFERENCE = struct.Struct(">BbQQ")  # fixext 16: 0xd8, type, body offset, length
+
+
+class _Bin:
+    """A bin of the body by reference: a read-only view of its bytes and their body offset."""
+
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: memoryview, offset: int) -> None:
+        self.data = data
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return f"<bin of {len(self.data)} bytes>"
 
 
 def _unpack_body(body: memoryview, limits: Limits) -> Any:
     """Parse the body with msgpack under the same limits (a second guard behind :func:`_scan`);
-    maps must have unique str keys."""
-    _scan(body, limits)
+    maps must have unique str keys.
+
+    msgpack copies every bin it decodes into a new ``bytes``; to keep the tensors where they
+    are, msgpack parses a *skeleton* instead: the body with each bin of ``_BY_REFERENCE`` bytes
+    or more replaced by a fixed-size ext object naming its place, which decodes to a
+    :class:`_Bin` view of the body. The skeleton is no larger than the body and has the same
+    objects, nesting and order."""
+    bins = _scan(body, limits)
+
+    def reference(code: int, payload: bytes) -> _Bin:
+        _, _, offset, length = _REFERENCE.unpack(b"\xd8\x00" + payload)
+        if code != _REFERENCE_EXT or offset + length > len(body):  # cannot happen: see above
+            raise ModelSchemaError(f"msgpack ext type {code} in the body")
+        return _Bin(body[offset : offset + length], offset)
+
     try:
         return msgpack.unpackb(
-            body,
+            _skeleton(body, bins),
             raw=False,
             strict_map_key=True,
             use_list=True,
             object_pairs_hook=_unique_map,
+            ext_hook=reference,
             max_str_len=limits.max_str_len,
             max_bin_len=limits.max_tensor_bytes,
             max_array_len=limits.max_container_len,
             max_map_len=limits.max_container_len,
-            max_ext_len=0,
+            max_ext_len=_REFERENCE.size - 2,
         )
     except ModelFormatError:
         raise
@@ -725,6 +892,19 @@ def _unpack_body(body: memoryview, limits: Limits) -> Any:
         raise ModelLimitError("body nests too deeply", "max_depth") from exc
     except (ValueError, TypeError, OverflowError) as exc:
         raise ModelSchemaError(f"body is not valid msgpack: {exc}") from exc
+
+
+def _skeleton(body: memoryview, bins: list[tuple[int, int, int]]) -> bytes | memoryview:
+    if not bins:
+        return body
+    parts: list[Any] = []
+    done = 0
+    for start, offset, length in bins:
+        parts.append(body[done:start])
+        parts.append(_REFERENCE.pack(0xD8, _REFERENCE_EXT, offset, length))
+        done = offset + length
+    parts.append(body[done:])
+    return b"".join(parts)
 
 
 def _unique_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
@@ -759,7 +939,7 @@ class _Budget:
             )
 
 
-def _decode_body(doc: Any, limits: Limits) -> ModelFile:
+def _decode_body(doc: Any, limits: Limits) -> tuple[ModelFile, dict[str, TensorLocation]]:
     body = _fields(doc, "body", ("producer", "graph", "tensors", "metadata"))
     budget = _Budget(limits)
     records = _list(body["tensors"], "body.tensors")
@@ -768,18 +948,22 @@ def _decode_body(doc: Any, limits: Limits) -> ModelFile:
             f"{len(records)} tensors exceed max_tensors={limits.max_tensors}", "max_tensors"
         )
     tensors: dict[str, np.ndarray] = {}
+    locations: dict[str, TensorLocation] = {}
     for i, record in enumerate(records):
-        name, array = _decode_tensor(record, f"tensors[{i}]", limits, budget)
+        name, array, location = _decode_tensor(record, f"tensors[{i}]", limits, budget)
         if name in tensors:
             raise ModelDuplicateNameError(f"tensors[{i}]: tensor {_short(name)} defined twice")
         tensors[name] = array
+        if location is not None:
+            locations[name] = location
     metadata = _map_of(body["metadata"], "body.metadata", _str)
-    return ModelFile(
+    model = ModelFile(
         graph=_decode_graph(body["graph"], limits, budget),
         tensors=tensors,
         metadata=metadata,
         producer=_str(body["producer"], "body.producer"),
     )
+    return model, locations
 
 
 def _decode_graph(obj: Any, limits: Limits, budget: _Budget) -> GraphDef:
@@ -840,6 +1024,8 @@ def _decode_attr(value: Any, where: str, limits: Limits, budget: _Budget) -> Att
         return _int64(value, where)
     if kind in (float, str, bytes):
         return value
+    if kind is _Bin:
+        return value.data.tobytes()
     if kind is list:
         kinds = {type(item) for item in value}
         if len(kinds) > 1 or not kinds <= {int, float, str}:
@@ -854,22 +1040,33 @@ def _decode_attr(value: Any, where: str, limits: Limits, budget: _Budget) -> Att
     raise ModelSchemaError(f"{where}: attribute of type {kind.__name__} is not allowed")
 
 
-def _decode_tensor(obj: Any, where: str, limits: Limits, budget: _Budget) -> tuple[str, np.ndarray]:
+def _decode_tensor(
+    obj: Any, where: str, limits: Limits, budget: _Budget
+) -> tuple[str, np.ndarray, TensorLocation | None]:
     record = _fields(obj, where, ("name", "dtype", "shape", "data", "crc32c"))
     name = _name(record["name"], f"{where}.name")
     where = f"{where} ({_short(name)})"
     stored = _int(record["crc32c"], f"{where}.crc32c", 0, _U32_MAX)
     data = record["data"]
-    if type(data) is bytes and crc32c(data) != stored:
+    raw = data.data if type(data) is _Bin else data
+    if type(raw) in (bytes, memoryview) and crc32c(raw) != stored:
         raise ModelChecksumError(f"{where}: data CRC-32C does not match")
-    return name, _decode_array(record, where, limits, budget)
+    array = _decode_array(record, where, limits, budget)
+    location = None
+    if type(data) is _Bin:
+        location = TensorLocation(
+            _HEADER + data.offset, array.nbytes, record["dtype"], array.shape, stored
+        )
+    return name, array, location
 
 
 def _decode_array(spec: dict, where: str, limits: Limits, budget: _Budget) -> np.ndarray:
     dtype = DTYPES[_dtype(spec["dtype"], f"{where}.dtype")]
     shape = _shape(spec["shape"], f"{where}.shape", limits)
     data = spec["data"]
-    if type(data) is not bytes:
+    if type(data) is _Bin:
+        data = data.data
+    elif type(data) is not bytes:
         raise ModelSchemaError(f"{where}.data: expected bin, got {_type(data)}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > limits.max_tensor_bytes:
@@ -965,7 +1162,7 @@ def _identity(obj: Any, where: str) -> Any:
 
 
 def _type(obj: Any) -> str:
-    return type(obj).__name__
+    return "bytes" if type(obj) is _Bin else type(obj).__name__
 
 
 def _short(text: Any, width: int = 60) -> str:

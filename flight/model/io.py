@@ -8,7 +8,10 @@ graph; :mod:`flight.model.format`), accept only flight's canonical ops, and buil
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from flight.model import format as flm
 from flight.model.graph import Graph, Node
@@ -89,14 +92,45 @@ def load(
 ):
     """Load a ``.flm`` file into a runnable :class:`~flight.model.executor.Model`
     (``allocate`` places weights and arenas, e.g. in shared memory; see Model). ``limits``
-    bounds the file (:class:`~flight.model.format.Limits`; raise them for big models)."""
+    bounds the file (:class:`~flight.model.format.Limits`; raise them for big models).
+
+    From a path, the model owns what the loader read: each weight goes from the file's buffer
+    into protected memory and its pages are given back as it goes, and the golden tensors a
+    reload needs are read back from the file when needed (CRC-checked), so loading needs about
+    the weights' copies in memory, not the file on top (docs/models.md, "Large models and
+    memory"). From bytes or a file object, the model references the graph's tensors."""
     from flight.model.executor import Model
 
+    loaded = flm.load_file(source, allowed_ops=OPS, limits=limits)
+    graph = from_model_file(loaded.model)
+    golden = release = None
+    if isinstance(source, str | os.PathLike):
+        golden = _file_golden(os.path.abspath(source), loaded, graph, limits)
+        release = loaded.release
+    del loaded
     return Model(
-        load_graph(source, limits=limits),
+        graph,
         copies=copies,
         block_size=block_size,
         pinned=pinned,
         allocate=allocate,
         region_name=region_name,
+        golden=golden,
+        release=release,
     )
+
+
+def _file_golden(
+    path: str, loaded: flm.LoadedFile, graph: Graph, limits: flm.Limits
+) -> Callable[[str], np.ndarray]:
+    """Golden tensors read back from the file, one at a time and proven by their CRC; the few
+    too small to have a location (under 16 bytes) are kept."""
+    locations = loaded.locations
+    kept = {name: t for name, t in graph.tensors.items() if name not in locations}
+
+    def golden(name: str) -> np.ndarray:
+        if name in kept:
+            return kept[name]
+        return flm.read_tensor(path, locations[name], limits)
+
+    return golden
