@@ -1,6 +1,6 @@
 """flight benchmarks, run on demand (never in the test suite).
 
-    python tools/bench.py [foundation|kernels|all] [--json] [--quick]
+    python tools/bench.py [foundation|kernels|model|load|supervisor|link|hil|all] [--json] [--quick]
 
 Every figure is a ratio against a baseline measured in the same run on the same buffers,
 because the machines we share are noisy: absolute numbers move, ratios mostly do not.
@@ -297,6 +297,20 @@ def bench_model(quick: bool = False) -> dict:
     return results
 
 
+def bench_load(quick: bool = False) -> dict:
+    """Peak RSS of loading a model, as a multiple of its file size (format.load alone, a Model
+    with one and with three weight copies; each in a fresh process): see tools/bench_load.py."""
+    from bench_load import bench_load_memory
+
+    figures: dict = {}
+    for model, modes in bench_load_memory(quick).items():
+        for mode, row in modes.items():
+            figures[f"{model}.file_mib"] = row["file_mib"]
+            figures[f"{model}.{mode}_peak_vs_file"] = row["ratio"]
+            figures[f"{model}.{mode}_floor_vs_file"] = row["floor"]
+    return figures
+
+
 def _mission_variant(
     redundancy: str = "tmr",
     placement: str = "time",
@@ -503,6 +517,7 @@ SECTIONS = {
     "foundation": bench_foundation,
     "kernels": bench_kernels,
     "model": bench_model,
+    "load": bench_load,
     "supervisor": bench_supervisor,
     "link": bench_link,
     "hil": bench_hil,

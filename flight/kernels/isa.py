@@ -78,13 +78,37 @@ def _flags(features: str) -> dict[str, bool]:
     return out
 
 
-def _path_of(machine: str, features: str) -> KernelPath:
-    flags = _flags(features)
+#: CPU names (LLVM's, by prefix) whose default features include AVX-512 / AVX2+FMA: used for a
+#: feature that the feature string leaves unsaid (``NUMBA_CPU_NAME`` with partial features).
+_AVX512_CPUS = (
+    "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake", "tigerlake",
+    "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids", "diamondrapids",
+    "znver4", "znver5", "x86-64-v4",
+)  # fmt: skip
+_AVX2_CPUS = (
+    "haswell", "broadwell", "skylake", "kabylake", "coffeelake", "cometlake", "alderlake",
+    "raptorlake", "meteorlake", "arrowlake", "lunarlake", "pantherlake", "znver1", "znver2",
+    "znver3", "x86-64-v3",
+)  # fmt: skip
+
+
+def _cpu_level(cpu: str) -> int:
+    """2 for an AVX-512 CPU name, 1 for AVX2+FMA, 0 otherwise (generic, unknown, older)."""
+    if cpu.startswith(_AVX512_CPUS):
+        return 2
+    return 1 if cpu.startswith(_AVX2_CPUS) else 0
+
+
+def _path_of(machine: str, features: str, cpu: str = "") -> KernelPath:
+    """The path for a target: explicit ``+x``/``-x`` features win over the CPU name's defaults."""
     if machine in ("aarch64", "arm64"):
         return PATHS["neon"]
-    if flags.get("avx512f") and flags.get("fma"):
+    flags = _flags(features)
+    level = _cpu_level(cpu)
+    fma = flags.get("fma", level >= 1)
+    if flags.get("avx512f", level >= 2) and fma:
         return PATHS["avx512"]
-    if flags.get("avx2") and flags.get("fma"):
+    if flags.get("avx2", level >= 1) and fma:
         return PATHS["avx2"]
     return PATHS["generic"]
 
@@ -143,7 +167,7 @@ def _apply_override(environ: dict[str, str]) -> str | None:
 def _select() -> tuple[KernelPath, dict[str, Any]]:
     forced = _apply_override(dict(os.environ))
     machine, cpu, features = _target()
-    path = _path_of(machine, features)
+    path = _path_of(machine, features, cpu)
     if forced is not None and forced != path.name:
         raise KernelPathError(
             f"{ENV}={forced} was set after numba built its code generator (for {path.name}); set "

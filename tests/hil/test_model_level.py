@@ -238,7 +238,8 @@ def test_fault_space_counts_the_bits_of_one_replica_per_site():
     spec = make_spec(["weights"])
     model = load(spec.target.model, copies=1)
     weights = 32 * sum(int(np.prod(shape)) for _offset, shape in model.layout.offsets.values())
-    assert ml.fault_space(spec) == weights < 32 * model.weights.nbytes // 4  # no padding
+    # the tensors' words only: no padding (conv panels rounded up to the tile, when there are any)
+    assert ml.fault_space(spec) == weights <= 32 * model.weights.nbytes // 4
     outputs = 32 * 10
     assert ml.fault_space(make_spec(["outputs"])) == outputs
     assert ml.fault_space(make_spec(["weights", "outputs"])) == weights + outputs
