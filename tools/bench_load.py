@@ -148,32 +148,14 @@ def save_synthetic(path: Path, gemm_rows: int = 2048) -> Path:
 def save_light(name: str, path: Path) -> Path:
     """The onnx package's light model ``name`` with seeded random weights in place of its
     ConstantOfShape placeholders, converted and saved under a raised limit."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx_models import light_model  # tools/, beside this file
 
     from flight.model import format as flm
     from flight.model import io
     from flight.model.onnx_import import convert_onnx
 
-    light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-    model = onnx.load(str(light / f"light_{name}.onnx"))
-    rng = np.random.default_rng(0)
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    kept = []
-    for node in model.graph.node:
-        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
-            kept.append(node)
-            continue
-        shape = tuple(int(d) for d in inits[node.input[0]])
-        value = rng.standard_normal(shape, dtype=np.float32) * 0.01
-        model.graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
-        model.graph.input.append(
-            helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, shape)
-        )
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
     limits = flm.Limits.for_model_bytes(1 << 30)
-    io.save(convert_onnx(model, limits=limits), path, limits=limits)
+    io.save(convert_onnx(light_model(name), limits=limits), path, limits=limits)
     return path
 
 

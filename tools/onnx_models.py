@@ -8,6 +8,8 @@ because tools never import tests.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -202,3 +204,34 @@ def ort_run(model: onnx.ModelProto, feeds: np.ndarray | dict) -> np.ndarray:
     if not isinstance(feeds, dict):
         feeds = {session.get_inputs()[0].name: feeds}
     return session.run(None, feeds)[0]
+
+
+#: The onnx package's light model-zoo networks (IR 3, weights as ConstantOfShape placeholders).
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def light_model(name: str, seed: int = 0) -> onnx.ModelProto:
+    """The light model ``name`` with its ConstantOfShape(0.02) weights replaced by seeded random
+    initializers (He-scaled; biases and BatchNormalization parameters near 1), each also listed
+    as a graph input: the IR 3 layout, with outputs that show a wrong conversion (the shipped
+    weights make every logit equal)."""
+    model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
+    rng = np.random.default_rng(seed)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
+            kept.append(node)
+            continue
+        shape = tuple(int(d) for d in inits[node.input[0]])
+        if len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        else:
+            value = rng.uniform(0.5, 1.5, shape)
+        out = node.output[0]
+        model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), out))
+        model.graph.input.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, shape))
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model

@@ -10,6 +10,7 @@ atol 1e-5, on the input onnx's own backend runner uses (``arange(n) / n``).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ from flight.model.onnx_import import (  # noqa: E402
     convert_onnx,
 )
 
-LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from onnx_models import LIGHT, light_model  # noqa: E402
+
 RTOL, ATOL = 1e-4, 1e-5
 
 
@@ -52,28 +55,9 @@ def _flight(graph, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _light_model(name: str, seed: int = 0):
-    """The light model with its ConstantOfShape weights replaced by seeded random initializers,
-    each also listed as a graph input (the IR 3 layout)."""
-    model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
+    """The light model with seeded random weights, still in the IR 3 layout."""
+    model = light_model(name, seed)
     assert model.ir_version < 4
-    rng = np.random.default_rng(seed)
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    kept = []
-    for node in model.graph.node:
-        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
-            kept.append(node)
-            continue
-        shape = tuple(int(d) for d in inits[node.input[0]])
-        if len(shape) >= 2:
-            fan_in = int(np.prod(shape[1:]))
-            value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
-        else:  # biases and BatchNormalization parameters: positive, near 1
-            value = rng.uniform(0.5, 1.5, shape)
-        name = node.output[0]
-        model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
-        model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
     return model
 
 
