@@ -166,9 +166,12 @@ def _cmd_model_run(args: argparse.Namespace) -> int:
     else:
         print(f"input shape {x.shape} does not fit the model's {tuple(in_shape)}", file=sys.stderr)
         return os.EX_DATAERR
+    # float inputs are cast; integer inputs (Gather indices) go as they are: the executor checks
+    # their kind and range (a float array for them is refused there, exit 78)
+    integer_input = model.input_dtypes[model.input_names[0]] != "float32"
     outputs, withheld, corrected = [], 0, 0
     for sample in samples:
-        result = runner.run(sample.astype(np.float32, copy=False))
+        result = runner.run(sample if integer_input else sample.astype(np.float32, copy=False))
         corrected += int(result.corrected > 0)
         if result.delivered:
             outputs.append(result.output)

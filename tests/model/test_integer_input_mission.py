@@ -58,3 +58,26 @@ def test_a_mission_naming_an_integer_input_model_exits_78(tmp_path):
     assert "input 'idx' is int64 (Gather indices); a mission feeds float32 inputs only" in (
         proc.stderr
     )
+
+
+def _model_run(tmp_path: Path, model: Path, x: np.ndarray) -> subprocess.CompletedProcess:
+    np.save(tmp_path / "x.npy", x)
+    return subprocess.run(
+        [sys.executable, "-m", "flight.cli", "model", "run", str(model),
+         "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd="/",
+    )  # fmt: skip
+
+
+def test_flight_model_run_takes_integer_indices_as_they_are(tmp_path):
+    model = tmp_path / "embedding.flm"
+    _embedding_flm(model)
+    idx = np.array([[3, 0, -1, 2]], np.int64)
+    proc = _model_run(tmp_path, model, idx)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), table[idx])
+    # an index outside the table is refused at the boundary: one line, exit 78
+    proc = _model_run(tmp_path, model, np.array([[0, 1, 4, 2]], np.int64))
+    assert proc.returncode == 78, proc.stdout + proc.stderr
+    assert "ModelInputError" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
