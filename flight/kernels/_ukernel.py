@@ -55,57 +55,68 @@ def _ints(context, builder, sig, args, idx):
     return [context.cast(builder, args[i], sig.args[i], types.int64) for i in idx]
 
 
-def _vload(builder, ptr, off):
-    return builder.load(builder.bitcast(builder.gep(ptr, [_c(off)]), _VTY.as_pointer()), align=4)
+def _vload(builder, ptr, off, vty=_VTY):
+    return builder.load(builder.bitcast(builder.gep(ptr, [_c(off)]), vty.as_pointer()), align=4)
 
 
-def _vstore(builder, val, ptr, off):
-    builder.store(val, builder.bitcast(builder.gep(ptr, [_c(off)]), _VTY.as_pointer()), align=4)
+def _vstore(builder, val, ptr, off, vty=_VTY):
+    builder.store(val, builder.bitcast(builder.gep(ptr, [_c(off)]), vty.as_pointer()), align=4)
 
 
 class _Tile:
-    """MR x NR accumulators (allocas that LLVM promotes to vector registers)."""
+    """MR x NR accumulators (allocas that LLVM promotes to vector registers).
 
-    def __init__(self, builder):
-        zero = ir.Constant(_VTY, [0.0] * VW)
+    ``path`` (default: the host's) sets the tile and vector width; another path's tile is built
+    only by the tests, which compile it for that path's CPU and read the machine code.
+    """
+
+    def __init__(self, builder, path=PATH):
+        self.mr, self.vw, self.nv = path.mr, path.vw, path.nr // path.vw
+        self.vty = ir.VectorType(_F32, self.vw)
+        zero = ir.Constant(self.vty, [0.0] * self.vw)
         self.accs = [
-            [cgutils.alloca_once_value(builder, zero) for _ in range(_NV)] for _ in range(MR)
+            [cgutils.alloca_once_value(builder, zero) for _ in range(self.nv)]
+            for _ in range(self.mr)
         ]
         self.fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VTY, [_VTY, _VTY, _VTY]), f"llvm.fmuladd.v{VW}f32"
+            builder.module,
+            ir.FunctionType(self.vty, [self.vty] * 3),
+            f"llvm.fmuladd.v{self.vw}f32",
         )
 
     def update(self, builder, aptr, bptr):
         """acc[i] += aptr[i] * bptr[0:NR] for every row i."""
-        undef = ir.Constant(_VTY, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(_I32, VW), [0] * VW)
-        bv = [_vload(builder, bptr, v * VW) for v in range(_NV)]
-        for i in range(MR):
+        vw, vty = self.vw, self.vty
+        undef = ir.Constant(vty, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(_I32, vw), [0] * vw)
+        bv = [_vload(builder, bptr, v * vw, vty) for v in range(self.nv)]
+        for i in range(self.mr):
             a = builder.load(builder.gep(aptr, [_c(i)]), align=4)
             s = builder.shuffle_vector(
                 builder.insert_element(undef, a, ir.Constant(_I32, 0)), undef, splat
             )
-            for v in range(_NV):
+            for v in range(self.nv):
                 acc = self.accs[i][v]
                 builder.store(builder.call(self.fma, [s, bv[v], builder.load(acc)]), acc)
 
     def store(self, builder, cbase, ldc, mr, acc_flag):
         """C rows i < mr: C[i*ldc + j] = acc (or += acc when acc_flag)."""
-        for i in range(MR):
+        vw, vty = self.vw, self.vty
+        for i in range(self.mr):
             pred = builder.icmp_signed(">", mr, _c(i)) if i > 0 else None
             blk = builder.if_then(pred) if pred is not None else _null()
             with blk:
                 row = builder.gep(cbase, [builder.mul(ldc, _c(i))])
                 with builder.if_else(acc_flag) as (add, put):
                     with add:
-                        for v in range(_NV):
+                        for v in range(self.nv):
                             val = builder.fadd(
-                                _vload(builder, row, v * VW), builder.load(self.accs[i][v])
+                                _vload(builder, row, v * vw, vty), builder.load(self.accs[i][v])
                             )
-                            _vstore(builder, val, row, v * VW)
+                            _vstore(builder, val, row, v * vw, vty)
                     with put:
-                        for v in range(_NV):
-                            _vstore(builder, builder.load(self.accs[i][v]), row, v * VW)
+                        for v in range(self.nv):
+                            _vstore(builder, builder.load(self.accs[i][v]), row, v * vw, vty)
 
 
 class _null:

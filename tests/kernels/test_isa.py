@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import textwrap
@@ -201,3 +202,79 @@ def test_forced_generic_path_has_no_fma(tmp_path):
     got = _asm_for(tmp_path, FLIGHT_KERNEL_ISA="generic")
     assert got["path"] == "generic"
     assert got["fma_zmm"] == got["fma_ymm"] == 0
+
+
+# -- every path's tile, compiled for that path's CPU (aarch64 too) -----------------------------
+
+_X86_SPILL = r"%[xyz]mm\d+.*\(%rsp\)|\(%rsp\).*%[xyz]mm\d+"
+#: (triple, CPU, features, FMA instruction, its vector register marker, a vector stack access)
+TARGETS = {
+    "avx512": ("x86_64-unknown-linux-gnu", "skylake-avx512", "", "vfmadd", "%zmm", _X86_SPILL),
+    "avx2": ("x86_64-unknown-linux-gnu", "haswell", "", "vfmadd", "%ymm", _X86_SPILL),
+    "neon": (
+        "aarch64-unknown-linux-gnu", "cortex-a72", "+neon", "fmla", ".4s",
+        r"\b(str|ldr|stp|ldp)\s+q\d+.*\[sp",
+    ),
+}  # fmt: skip
+
+
+def _tile_asm(name: str) -> str:
+    """Machine code of a micro-kernel loop (kc steps of the tile update, then the store) built
+    with path ``name``'s tile and compiled for that path's CPU by LLVM (numba's own llvmlite)."""
+    import llvmlite.binding as llvm
+    from llvmlite import ir
+
+    from flight.kernels._ukernel import _Tile
+
+    triple, cpu, features, *_ = TARGETS[name]
+    path = isa.PATHS[name]
+    f32p = ir.FloatType().as_pointer()
+    i64 = ir.IntType(64)
+    module = ir.Module(name=f"tile_{name}")
+    module.triple = triple
+    fn = ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, i64, i64]), name="tile"
+    )
+    a, b, c, kc, ldc = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    tile = _Tile(builder, path)
+    loop = fn.append_basic_block("loop")
+    done = fn.append_basic_block("done")
+    entry = builder.block
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    p = builder.phi(i64)
+    p.add_incoming(ir.Constant(i64, 0), entry)
+    tile.update(
+        builder,
+        builder.gep(a, [builder.mul(p, ir.Constant(i64, path.mr))]),
+        builder.gep(b, [builder.mul(p, ir.Constant(i64, path.nr))]),
+    )
+    nxt = builder.add(p, ir.Constant(i64, 1))
+    p.add_incoming(nxt, builder.block)
+    builder.cbranch(builder.icmp_signed("<", nxt, kc), loop, done)
+    builder.position_at_end(done)
+    tile.store(builder, c, ldc, ir.Constant(i64, path.mr), ir.Constant(ir.IntType(1), 0))
+    builder.ret_void()
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    parsed = llvm.parse_assembly(str(module))
+    machine = llvm.Target.from_triple(triple).create_target_machine(
+        cpu=cpu, features=features, opt=3
+    )
+    passes = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
+    passes.getModulePassManager().run(parsed, passes)
+    return machine.emit_assembly(parsed)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_each_path_tile_compiles_to_its_fma_in_registers(name):
+    # aarch64 is compiled, never run: there is no aarch64 machine here (NEON is unmeasured)
+    _triple, _cpu, _features, fma, register, stack = TARGETS[name]
+    path = isa.PATHS[name]
+    asm = _tile_asm(name)
+    fmas = [line for line in asm.splitlines() if fma in line and register in line]
+    per_step = path.mr * (path.nr // path.vw)  # one FMA per accumulator and k step
+    assert fmas and len(fmas) % per_step == 0, "\n".join(fmas)
+    spills = [line for line in asm.splitlines() if re.search(stack, line)]
+    assert not spills, "tile spills to the stack:\n" + "\n".join(spills)
