@@ -34,7 +34,15 @@ from pathlib import Path
 import numpy as np
 
 MiB = 1 << 20
-ROOT = Path(__file__).resolve().parent.parent
+
+
+def installed_flight() -> Path:
+    """The directory holding the flight this process imports (an installed package or an
+    editable checkout): the one measured unless another checkout is named."""
+    import flight
+
+    return Path(flight.__file__).resolve().parent.parent
+
 
 #: Run in the child process: argv = [flight source dir, model path, mode, limit bytes].
 _CHILD = r"""
@@ -74,8 +82,9 @@ print(json.dumps(out))
 """
 
 
-def measure(path: Path, mode: str, flight_src: Path = ROOT) -> dict:
+def measure(path: Path, mode: str, flight_src: Path | None = None) -> dict:
     """One load in a fresh process: ``mode`` is ``format``, ``copies1`` or ``copies3``."""
+    flight_src = flight_src or installed_flight()
     size = path.stat().st_size
     args = [sys.executable, "-c", _CHILD, str(flight_src), str(path), mode, str(size)]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -159,7 +168,7 @@ def save_light(name: str, path: Path) -> Path:
     return path
 
 
-def bench_load_memory(quick: bool = False, flight_src: Path = ROOT) -> dict:
+def bench_load_memory(quick: bool = False, flight_src: Path | None = None) -> dict:
     """{model: {mode: {file_mib, peak_mib, ratio, floor}}} for the synthetic model (and, unless
     ``quick``, AlexNet and VGG-19)."""
     results: dict[str, dict] = {}
@@ -181,9 +190,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the synthetic model only")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--flight-src", type=Path, default=ROOT, help="checkout to measure")
+    parser.add_argument(
+        "--flight-src", type=Path, default=None, help="checkout to measure (default: the imported)"
+    )
     args = parser.parse_args()
-    results = bench_load_memory(args.quick, args.flight_src.resolve())
+    results = bench_load_memory(args.quick, args.flight_src and args.flight_src.resolve())
     if args.json:
         print(json.dumps(results, indent=2))
         return
