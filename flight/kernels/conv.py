@@ -22,12 +22,18 @@ from numba import njit
 
 from ._act import bias_act_rows
 from ._ukernel import MR, NR, pack_panel, strided_copy, ukernel_conv
+from ._ukernel_rows import AVAILABLE, MT, NT, ukernel_conv_rows
 from .gemm import KC, MC, NC, _macro
 
 
 def conv_output_size(size: int, k: int, stride: int, pad_begin: int, pad_end: int, dil: int) -> int:
     """Output length of one spatial axis (ONNX floor rule)."""
     return (size + pad_begin + pad_end - dil * (k - 1) - 1) // stride + 1
+
+
+#: Output width up to which a unit-stride conv with prepacked weights uses the row kernel
+#: (``_ukernel_rows``) on paths that have it: wider rows waste little on virtual pixels.
+ROWS_MAX_WIDTH = 28
 
 
 @njit(cache=True)
@@ -252,6 +258,33 @@ def _conv_direct(x, w2, wp, packed, out, ws, kh, kw, pt, pl, dh, dw, group):
                             hi - lo,
                             hi - lo,
                         )
+            if packed and AVAILABLE and ow_n <= ROWS_MAX_WIDTH and mg % NT == 0:
+                # small map: real pixels broadcast, channels in lanes (no virtual pixels)
+                mgp = _rup(mg, MR)
+                for q0 in range(0, mg, NT):
+                    for oh in range(oh_n):
+                        obase = ((n * m + g * mg + q0) * oh_n + oh) * ow_n
+                        for ow0 in range(0, ow_n, MT):
+                            ukernel_conv_rows(
+                                wp,
+                                g * mgp * k,
+                                q0 // MR,
+                                mgp,
+                                cg,
+                                cb,
+                                kh,
+                                kw,
+                                ws,
+                                xoff + oh * w_p + ow0,
+                                chan,
+                                dh * w_p,
+                                dw,
+                                outf,
+                                obase + ow0,
+                                oh_n * ow_n,
+                                min(MT, ow_n - ow0),
+                            )
+                continue
             for j0 in range(0, vtot, ncv):
                 nc = min(ncv, vtot - j0)
                 for c0 in range(0, cg, cb):
