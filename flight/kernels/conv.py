@@ -36,6 +36,18 @@ def conv_output_size(size: int, k: int, stride: int, pad_begin: int, pad_end: in
 ROWS_MAX_WIDTH = 28
 
 
+#: Output pixels up to which a strided conv with prepacked weights uses the row kernel on the
+#: gathered patches (all of K at once: K x pixels floats of workspace).
+ROWS_MAX_PIXELS = 14 * 14
+
+
+@njit(cache=True)
+def _rows_im2col(mg, hw):
+    """A strided conv onto a small map (``hw`` pixels, ``mg`` channels a group) on a path with
+    the row kernel: no 32-wide pixel tiles over 49 or 196 columns."""
+    return AVAILABLE and mg % NT == 0 and hw <= ROWS_MAX_PIXELS
+
+
 @njit(cache=True)
 def _conv_kc(cg, kh, kw):
     """Input channels per k-slice: whole channels, about KC taps."""
@@ -93,7 +105,10 @@ def conv_workspace_size(
     kcmax = int(_conv_kc(cg, kh, kw)) * kh * kw
     a_len = -(-min(max(mg, 1), MC) // MR) * MR * kcmax
     hw = out_shape[2] * out_shape[3]
-    return a_len + kcmax * int(_ldb(min(max(hw, 1), NC))) + MR * NR
+    size = a_len + kcmax * int(_ldb(min(max(hw, 1), NC))) + MR * NR
+    if _rows_im2col(mg, hw):  # all of K gathered at once for the row kernel
+        size = max(size, cg * kh * kw * int(_ldb(hw)) + MT)
+    return size
 
 
 @njit(cache=True)
@@ -344,10 +359,41 @@ def _conv_im2col(x, w2, wp, packed, out, ws, kh, kw, sh, sw, pt, pl, dh, dw, gro
     boff = _rup(min(max(mg, 1), MC), MR) * kcmax
     toff = boff + kcmax * _ldb(min(max(hw, 1), NC))
     outf = out.reshape(-1)
+    rows = packed and _rows_im2col(mg, hw)
     for n in range(x.shape[0]):
         xn = x[n]
         for g in range(group):
             obase = (n * m + g * mg) * hw
+            if rows:
+                # every patch row (all of K) for every pixel, then the row kernel on it: 7 real
+                # pixels broadcast, 32 channels in lanes; row p = (channel, ki, kj) is ldb apart
+                ldb = _ldb(hw)
+                _im2col_rows(
+                    xn, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, ow_n, 0, k, 0, hw, ws, 0, ldb
+                )
+                mgp = _rup(mg, MR)
+                for q0 in range(0, mg, NT):
+                    for j0 in range(0, hw, MT):
+                        ukernel_conv_rows(
+                            wp,
+                            g * mgp * k,
+                            q0 // MR,
+                            mgp,
+                            cg,
+                            cb,
+                            kh,
+                            kw,
+                            ws,
+                            j0,
+                            khw * ldb,
+                            kw * ldb,
+                            ldb,
+                            outf,
+                            obase + q0 * hw + j0,
+                            hw,
+                            min(MT, hw - j0),
+                        )
+                continue
             for j0 in range(0, hw, NC):
                 nc = min(NC, hw - j0)
                 ldb = _ldb(nc)

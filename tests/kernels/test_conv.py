@@ -160,40 +160,46 @@ def test_fold_batchnorm_matches_conv_then_bn():
 # -- small maps: the row kernel (pixels broadcast, channels in lanes) on paths that have it -----
 
 ROW_CASES = [
-    # (C, H, M, k, pad, dilation, group): M a multiple of the row kernel's channel block
-    (512, 7, 512, 3, 1, 1, 1),
-    (256, 14, 256, 3, 1, 1, 1),
-    (300, 6, 64, 3, 1, 1, 1),  # several k-slices, the last one short
-    (32, 5, 64, 1, 0, 1, 1),
-    (64, 10, 64, 3, 2, 2, 1),
-    (64, 12, 128, 3, 1, 1, 2),
-    (3, 28, 64, 5, 2, 1, 1),
+    # (C, H, M, k, stride, pad, dilation, group): M a multiple of the row kernel's channel block
+    (512, 7, 512, 3, 1, 1, 1, 1),
+    (256, 14, 256, 3, 1, 1, 1, 1),
+    (300, 6, 64, 3, 1, 1, 1, 1),  # several k-slices, the last one short
+    (32, 5, 64, 1, 1, 0, 1, 1),
+    (64, 10, 64, 3, 1, 2, 2, 1),
+    (64, 12, 128, 3, 1, 1, 1, 2),
+    (3, 28, 64, 5, 1, 2, 1, 1),
+    # strided onto small maps: the row kernel on the gathered patches
+    (256, 14, 512, 3, 2, 1, 1, 1),
+    (128, 28, 256, 3, 2, 1, 1, 1),
+    (300, 13, 64, 3, 2, 1, 2, 1),
+    (64, 15, 64, 3, 3, 1, 1, 2),
+    (64, 56, 128, 1, 2, 0, 1, 1),  # 784 pixels: past the row kernel's limit
 ]
 
 
-def _packed_and_unpacked(c, h, m, k, p, d, g, seed=0):
+def _packed_and_unpacked(c, h, m, k, s, p, d, g, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((1, c, h, h)).astype(np.float32)
     w = (rng.standard_normal((m, c // g, k, k)) * 0.05).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
-    oh = conv_output_size(h, k, 1, p, p, d)
+    oh = conv_output_size(h, k, s, p, p, d)
     plain = np.full((1, m, oh, oh), np.nan, np.float32)
     packed = plain.copy()
-    ws = np.zeros(conv_workspace_size(x.shape, w.shape, plain.shape, (1, 1), (p,) * 4, (d, d), g))
-    ws = ws.astype(np.float32)
-    conv2d(x, w, b, plain, 1, 1, p, p, d, d, g, 1, 0.0, 0.0, ws)
-    conv2d_packed(x, pack_conv_weights(w, g), k, k, b, packed, 1, 1, p, p, d, d, g, 1, 0.0, 0.0, ws)
+    size = conv_workspace_size(x.shape, w.shape, plain.shape, (s, s), (p,) * 4, (d, d), g)
+    ws = np.full(size, np.nan, np.float32)
+    conv2d(x, w, b, plain, s, s, p, p, d, d, g, 1, 0.0, 0.0, ws)
+    conv2d_packed(x, pack_conv_weights(w, g), k, k, b, packed, s, s, p, p, d, d, g, 1, 0.0, 0.0, ws)
     return x, w, b, plain, packed
 
 
 @pytest.mark.parametrize("case", ROW_CASES)
 def test_small_maps_give_the_main_kernels_bits(case):
     # prepacked weights take the row kernel where the path has it (AVX-512); the unpacked call
-    # always takes the main kernel: the two must agree bit for bit (same chains, same order)
-    c, h, m, k, p, d, g = case
-    x, w, b, plain, packed = _packed_and_unpacked(c, h, m, k, p, d, g)
+    # always takes the main kernels: the two must agree bit for bit (same chains, same order)
+    c, h, m, k, s, p, d, g = case
+    x, w, b, plain, packed = _packed_and_unpacked(c, h, m, k, s, p, d, g)
     assert packed.tobytes() == plain.tobytes()
-    want = np.maximum(ref.conv2d(x, w, b, (1, 1), (p,) * 4, (d, d), g), 0)
+    want = np.maximum(ref.conv2d(x, w, b, (s, s), (p,) * 4, (d, d), g), 0)
     np.testing.assert_allclose(packed, want, rtol=RTOL, atol=1e-4)
 
 
@@ -205,17 +211,18 @@ def test_the_row_kernel_is_there_on_the_avx512_path():
         assert _ukernel_rows.AVAILABLE
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     c=st.integers(1, 70),
     h=st.integers(3, 16),
     blocks=st.integers(1, 3),
     k=st.sampled_from([1, 2, 3]),
+    stride=st.integers(1, 3),
     seed=st.integers(0, 5),
 )
-def test_small_maps_property(c, h, blocks, k, seed):
+def test_small_maps_property(c, h, blocks, k, stride, seed):
     from flight.kernels._ukernel_rows import NT
 
     p = k // 2
-    _x, _w, _b, plain, packed = _packed_and_unpacked(c, h, blocks * NT, k, p, 1, 1, seed)
+    _x, _w, _b, plain, packed = _packed_and_unpacked(c, h, blocks * NT, k, stride, p, 1, 1, seed)
     assert packed.tobytes() == plain.tobytes()
