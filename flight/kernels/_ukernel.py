@@ -3,8 +3,8 @@
 Why IR and not plain numba: numba disables LLVM's SLP vectoriser, so a hand-unrolled tile of
 scalar accumulators compiles to scalar FMAs (~4 GFLOP/s here), and numba's negative-index check
 on every ``a[i + off]`` stops the loop vectoriser from vectorising packing copies. Writing the
-``MR x NR`` tile as ``<8 x float>`` vectors makes the kernel run at ~85-95 % of the core's peak,
-like a BLAS micro-kernel.
+``MR x NR`` tile as ``<VW x float>`` vectors (the tile and width follow the host's vector ISA:
+:mod:`.isa`) makes the kernel run near the core's peak, like a BLAS micro-kernel.
 
 Determinism: a tile is computed as ``acc = fmuladd(a[p], b[p], acc)`` for ``p = 0 .. kc-1`` in
 that order, lane by lane; there is no horizontal reduction and no reassociation. ``llvm.fmuladd``

@@ -10,8 +10,8 @@ beside it. That is what keeps numba's on-disk cache honest: numba keys cached ma
 (triple, CPU name, features) but not on the values of module globals such as ``MR``; since the
 tile is a function of that key, a cache entry can never hold code built for another tile.
 
-Forcing a narrower path on a wider host (to test the AVX2 path on an AVX-512 machine, or to match
-a fleet) is done with ``FLIGHT_KERNEL_ISA=avx2|generic``: the AVX-512 (and, for ``generic``, AVX
+Forcing a narrower path on a wider host (to run and test the AVX2 path on an AVX-512 machine) is
+done with ``FLIGHT_KERNEL_ISA=avx2|generic``: the AVX-512 (and, for ``generic``, AVX
 and FMA) features are switched off in ``NUMBA_CPU_FEATURES``, so LLVM cannot use them anywhere,
 and the cache gets separate entries. Forcing a path the host lacks is refused: its code would die
 on an illegal instruction. Setting ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` yourself (e.g. to
