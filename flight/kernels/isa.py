@@ -67,7 +67,8 @@ PATHS = {
     "generic": KernelPath("generic", vw=4, mr=4, nr=8, fma=False),
 }
 _ORDER = ("generic", "avx2", "avx512")  # x86-64 paths, narrowest first
-_AVX512 = ("avx512",)
+#: Feature prefixes of AVX-512 and what implies it (AVX10, AMX): off below the avx512 path.
+_AVX512 = ("avx512", "avx10", "amx", "evex512")
 _GENERIC_OFF = ("avx", "fma", "f16c", "vaes", "vpclmulqdq", "gfni")
 
 

@@ -68,6 +68,10 @@ def test_forcing_switches_off_the_wider_features_only():
     assert flags["sse4.2"]
     assert isa._path_of("x86_64", generic).name == "generic"
     assert isa.features_for("avx512", AVX512_HOST) == AVX512_HOST
+    # a newer host: AVX10 and AMX imply AVX-512 registers, so they go too
+    newer = AVX512_HOST + ",+avx10.1-512,+amx-avx512,+amx-bf16,+evex512"
+    flags = isa._flags(isa.features_for("avx2", newer))
+    assert not any(flags[key] for key in ("avx10.1-512", "amx-avx512", "amx-bf16", "evex512"))
 
 
 def test_forcing_a_wider_or_unknown_path_is_refused():
