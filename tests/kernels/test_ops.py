@@ -55,6 +55,56 @@ def test_pools(k, s, p, h, ceil, cip, mx, seed):
         _close(out, ref.avgpool2d(x, (k, k), (s, s), pads, cip, ceil))
 
 
+_SPECIAL = np.array(
+    [0x7FC00001, 0x7FC00002, 0xFFC00003, 0x80000000, 0x00000000, 0x7F800000, 0xFF800000],
+    np.uint32,
+).view(np.float32)  # three NaNs with distinct payloads, -0.0, 0.0, inf, -inf
+
+
+def _maxpool_scalar(x, k, s, p, d, oh, ow):
+    """The scalar rule, tap by tap in row-major order: v wins if v > m or v is NaN."""
+    out = np.empty((x.shape[0], x.shape[1], oh, ow), np.float32)
+    for n, c, i, j in np.ndindex(out.shape):
+        m = np.float32(-np.inf)
+        for ki in range(k):
+            for kj in range(k):
+                ih, iw = i * s - p + ki * d, j * s - p + kj * d
+                if 0 <= ih < x.shape[2] and 0 <= iw < x.shape[3]:
+                    v = x[n, c, ih, iw]
+                    if v > m or v != v:
+                        m = v
+        out[n, c, i, j] = m
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 4),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    w=st.integers(1, 150),
+    special=st.floats(0.0, 0.5),
+    seed=st.integers(0, 99),
+)
+def test_maxpool_is_the_scalar_rule_bit_for_bit(k, s, d, w, special, seed):
+    # rows up to 150 wide run every vector width, the 4-vector unroll and the overlapping tail;
+    # ties of -0.0/0.0 keep the first, and the last NaN tap (its payload) is the result
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (1, 2, 5, w)).astype(np.float32)  # integers: many ties
+    mask = rng.random(x.shape) < special
+    x[mask] = rng.choice(_SPECIAL, int(mask.sum()))
+    p = min(k // 2, 1)
+    oh = pool_output_size(5, k, s, p, p, d)
+    ow = pool_output_size(w, k, s, p, p, d)
+    if oh < 1 or ow < 1:
+        return
+    out = np.empty((1, 2, oh, ow), np.float32)
+    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [p] * 4, "dilations": [d, d]}
+    kernel("MaxPool")([x], [out], attrs, None)
+    want = _maxpool_scalar(x, k, s, p, d, oh, ow)
+    assert out.view(np.uint32).tobytes() == want.view(np.uint32).tobytes()
+
+
 def test_maxpool_dilation_and_gap():
     x = _r(1, 1, 2, 9, 9)
     out = np.empty((1, 2, 3, 3), np.float32)
