@@ -282,3 +282,35 @@ def test_each_path_tile_compiles_to_its_fma_in_registers(name):
     assert fmas and len(fmas) % per_step == 0, "\n".join(fmas)
     spills = [line for line in asm.splitlines() if re.search(stack, line)]
     assert not spills, "tile spills to the stack:\n" + "\n".join(spills)
+
+
+# -- FLIGHT_KERNEL_ISA through a real `flight run`, by its effect ------------------------------
+
+
+def _flight_run(tmp_path: Path, isa_name: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CPU", "FLIGHT_KERNEL"))}
+    if isa_name is not None:
+        env["FLIGHT_KERNEL_ISA"] = isa_name
+    return subprocess.run(
+        [sys.executable, "-m", "flight.cli", "run", "--frames", "3", "--fast", "--json",
+         "--state-dir", str(tmp_path / "state")],
+        env=env, capture_output=True, text=True, timeout=600, cwd="/",
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not X86 or HOST != "avx512", reason="needs an AVX-512 host to force AVX2")
+def test_flight_run_reports_the_path_it_ran_on(tmp_path):
+    default = _flight_run(tmp_path / "a", None)
+    forced = _flight_run(tmp_path / "b", "avx2")
+    for proc in (default, forced):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(default.stdout)["kernel_path"] == "avx512"
+    assert json.loads(forced.stdout)["kernel_path"] == "avx2"
+
+
+@pytest.mark.skipif(not X86, reason="x86-64 paths")
+def test_flight_run_refuses_an_unknown_path_in_one_line(tmp_path):
+    proc = _flight_run(tmp_path, "avx9")
+    assert proc.returncode == 78, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("flight: KernelPathError: FLIGHT_KERNEL_ISA='avx9'")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
