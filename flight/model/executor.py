@@ -166,14 +166,11 @@ class Model:
         self._recipes = recipes
         self._golden = golden or _kept_tensors(graph, recipes)
 
-        packed = {
-            name: kernels.pack_conv_weights(_executable(graph.tensors[source]), group)
-            for name, (source, group) in recipes.items()
-            if group is not None
-        }
         self.layout = WeightLayout()
-        for name, (source, _) in recipes.items():
-            shape = packed[name].shape if name in packed else graph.tensors[source].shape
+        for name, (source, group) in recipes.items():
+            shape = graph.tensors[source].shape
+            if group is not None:  # packed panels: a flat array, rows padded to the tile
+                shape = (kernels.packed_weights_size(shape, group),)
             self.layout.add(name, shape)
         #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
         self.weights = ProtectedRegion.zeros(
@@ -186,8 +183,10 @@ class Model:
         )
         for name, (source, group) in recipes.items():
             offset, shape = self.layout.offsets[name]
-            if group is not None:
-                self._store(offset, packed.pop(name), None)
+            if group is not None:  # packed one at a time, so only one packed copy is alive
+                packed = kernels.pack_conv_weights(_executable(graph.tensors[source]), group)
+                self._store(offset, packed, None)
+                del packed
                 continue
             tensor = graph.tensors[source]
             owned = release is not None and tensor.dtype == np.float32
@@ -297,17 +296,12 @@ class Model:
             if dtype == "float32":
                 continue
             sizes = [
-                self._shape_of(node.inputs[0], self.graph.tensors)[int(node.attrs["axis"])]
+                self._weight_or_value_shape(node.inputs[0])[int(node.attrs["axis"])]
                 for node in self.graph.nodes
                 if node.op == "Gather" and node.inputs[1] == name
             ]
             bounds[name] = min(sizes, default=MAX_GATHER_ROWS)
         return bounds
-
-    def _shape_of(self, name: str, executable: Mapping[str, np.ndarray]) -> tuple[int, ...]:
-        if name in executable:
-            return tuple(executable[name].shape)
-        return tuple(self.shapes[name])
 
     def _weight_or_value_shape(self, name: str) -> tuple[int, ...]:
         if name in self.layout.offsets:
