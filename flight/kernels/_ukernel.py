@@ -254,10 +254,11 @@ def strided_copy(typingctx, dst, doff, src, soff, sstride, n, total):
                             s2 = builder.mul(j, _c(2))
                             lo = _vload(builder, builder.gep(sbase, [s2]), 0)
                             hi = _vload(builder, builder.gep(sbase, [s2]), VW)
-                            builder.store(
+                            _vstore(
+                                builder,
                                 builder.shuffle_vector(lo, hi, even),
-                                builder.bitcast(builder.gep(dbase, [j]), _VTY.as_pointer()),
-                                align=4,
+                                builder.gep(dbase, [j]),
+                                0,
                             )
                         with cgutils.for_range_slice(builder, nvec, n_i, _c(1)) as (j, _):
                             val = builder.load(builder.gep(sbase, [builder.mul(j, ss_i)]), align=4)

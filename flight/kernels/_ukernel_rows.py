@@ -22,7 +22,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._ukernel import MR, VW
+from ._ukernel import _F32, _I32, MR, VW, _c
 
 #: Output pixels of one row per tile (7 divides the usual small maps: 7, 14, 28, 56).
 MT = 7
@@ -31,14 +31,7 @@ NT = 2 * VW
 #: True when this kernel can run on the path: a vector is exactly two weight panels.
 AVAILABLE = VW == 2 * MR
 
-_I64 = ir.IntType(64)
-_I32 = ir.IntType(32)
-_F32 = ir.FloatType()
 _NV = 2
-
-
-def _c(v: int) -> ir.Constant:
-    return ir.Constant(_I64, v)
 
 
 @intrinsic

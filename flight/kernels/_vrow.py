@@ -1,8 +1,9 @@
-"""Row primitives written as LLVM vectors (numba intrinsics), for the pooling kernels.
+"""Row primitives written as LLVM vectors (numba intrinsics): MaxPool's window, and the fixed-order
+dot product of a batch-1 fully connected layer.
 
 numba's loops over two arrays do not vectorise here (LLVM cannot rule out aliasing, and numba's
 negative-index checks get in the way), so a max-pool row ran as scalar ``maxss``: ten times
-onnxruntime's time. These intrinsics use the kernel path's vector width (:mod:`.isa`) directly.
+onnxruntime's time. ``max_window`` uses the kernel path's vector width (:mod:`.isa`) directly.
 
 Semantics are exactly the scalar ones, lane by lane: ``acc = v if (v > acc or v is NaN) else
 acc``, so the first maximum wins ties (``-0.0`` vs ``0.0``) and the last NaN tap propagates,
@@ -17,18 +18,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._ukernel import _F32, _I32, _c
 from .isa import PATH
 
 VW = PATH.vw
 #: Output vectors folded together in the main loop (independent chains hide compare latency).
 _UNROLL = 4
-_I64 = ir.IntType(64)
-_I32 = ir.IntType(32)
-_F32 = ir.FloatType()
-
-
-def _c(v: int) -> ir.Constant:
-    return ir.Constant(_I64, v)
 
 
 def _vptr(builder, base, off, width):
