@@ -166,11 +166,14 @@ class Model:
         self._recipes = recipes
         self._golden = golden or _kept_tensors(graph, recipes)
 
+        packed = {
+            name: kernels.pack_conv_weights(_executable(graph.tensors[source]), group)
+            for name, (source, group) in recipes.items()
+            if group is not None
+        }
         self.layout = WeightLayout()
-        for name, (source, group) in recipes.items():
-            shape = graph.tensors[source].shape
-            if group is not None:  # packed panels: a flat array, rows padded to the tile
-                shape = (kernels.packed_weights_size(shape, group),)
+        for name, (source, _) in recipes.items():
+            shape = packed[name].shape if name in packed else graph.tensors[source].shape
             self.layout.add(name, shape)
         #: The executable weights, one copy per replica, CRC per block: what the scrubber walks.
         self.weights = ProtectedRegion.zeros(
@@ -183,10 +186,8 @@ class Model:
         )
         for name, (source, group) in recipes.items():
             offset, shape = self.layout.offsets[name]
-            if group is not None:  # packed one at a time, so only one packed copy is alive
-                packed = kernels.pack_conv_weights(_executable(graph.tensors[source]), group)
-                self._store(offset, packed, None)
-                del packed
+            if group is not None:
+                self._store(offset, packed.pop(name), None)
                 continue
             tensor = graph.tensors[source]
             owned = release is not None and tensor.dtype == np.float32
